@@ -83,6 +83,8 @@ class TrainConfig(ConfigMixin):
         check(0 < self.decay_ratio <= 1, f"decay_ratio={self.decay_ratio} must be in (0, 1]")
         check(self.num_epochs is None or self.num_epochs > 0, f"num_epochs={self.num_epochs} must be positive")
         check(self.tokens_per_param is None or self.tokens_per_param > 0, f"tokens_per_param={self.tokens_per_param} must be positive")
+        check(self.batch_tokens is None or (self.batch_tokens > 0 and self.batching == 'bucketed'),
+              f"batch_tokens={self.batch_tokens} needs batching='bucketed' (got batching={self.batching!r}) and a positive value")
         check(self.weight_decay >= 0, f"weight_decay={self.weight_decay} must be 0 or positive")
         check(self.grad_clip >= 0, f"grad_clip={self.grad_clip} must be 0 or positive")
         check(self.device == 'auto' or self.device.split(':')[0] in ('cpu', 'cuda', 'mps'),
@@ -297,6 +299,7 @@ def train(tc: TrainConfig, mc: ModelConfig | None = None, on_model=None) -> dict
     dist, device = init_distributed(tc.device)
     torch.manual_seed(tc.seed)
     check(tc.dtype != 'float16' or device.type == 'cuda', f"dtype='float16' needs a CUDA device (got {device.type}); use dtype='bfloat16'")
+    check(dist.world == 1 or tc.batching != 'bucketed', "batching='bucketed' makes batches of varying rows and runs single-process only; use 'random' or 'packed_docs' with torchrun")
 
     if not dist.main: dist.barrier()  # rank 0 tokenizes and caches first; the others then read its cache
     data = prepare_data(tc.dataset, tc.tokenizer, text_column=tc.text_column, vocab_size=tc.bpe_vocab_size, progress=tc.progress and dist.main)
@@ -358,6 +361,10 @@ def train(tc: TrainConfig, mc: ModelConfig | None = None, on_model=None) -> dict
                 step_loss += lm_loss.item() / dist.world
                 for k, v in out.aux.items(): aux_acc[k] = aux_acc.get(k, 0.0) + v.item() / len(micro)
                 acc['tokens'] += x.numel() * dist.world
+            if dist.world > 1:  # each rank summed its own rows; the logged loss is the global token mean
+                t = torch.tensor(step_loss * dist.world, device=device)
+                torch.distributed.all_reduce(t)
+                step_loss = t.item() / dist.world
             scaler.unscale_(optimizer)
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip if tc.grad_clip > 0 else float('inf'))
             finite = torch.tensor(float(math.isfinite(step_loss) and math.isfinite(grad_norm.item())), device=device)
@@ -409,4 +416,5 @@ def train(tc: TrainConfig, mc: ModelConfig | None = None, on_model=None) -> dict
     elapsed = time.perf_counter() - t0
     summary.update(seconds=elapsed, tokens_per_s=(tokens_seen + acc['tokens']) / max(elapsed, 1e-9))
     if wandb_run is not None: wandb_run.finish()
+    if dist.world > 1: torch.distributed.destroy_process_group()
     return summary
