@@ -85,3 +85,6 @@ class DiffAttention(Attention):
         return cls(batch, self.n_kv_heads, self.window if ring else max_len, 2 * self.head_dim, dtype, device)
 
     def kv_bytes_per_token(self, dtype_bytes: int) -> int: return 2 * self.n_kv_heads * 2 * self.head_dim * dtype_bytes
+    def attn_flops_per_token(self, ctx: int) -> int:
+        "Training FLOPs of the two score maps (width E) and their sum over 2E-wide values: 18·H·E·ctx for the baseline's H heads."
+        return 18 * (2 * self.n_heads) * self.head_dim * ctx

@@ -126,6 +126,9 @@ class LinearAttention(CausalSelfAttention):
         return LinearAttentionState(batch, self.n_kv_heads, self.head_dim, dtype, device)
 
     def kv_bytes_per_token(self, dtype_bytes: int) -> int: return 0
+    def attn_flops_per_token(self, ctx: int) -> int:
+        "Training FLOPs per token of the state update φ(k)vᵀ and the read-out φ(q)·S: independent of the context."
+        return 6 * (self.n_heads + self.n_kv_heads) * self.head_dim * self.head_dim
 
     def state_bytes(self, dtype_bytes: int, batch: int = 1) -> int:
         "Bytes of this layer's fixed decoding state (S and z) for `batch` sequences."

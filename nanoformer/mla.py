@@ -101,3 +101,6 @@ class MultiHeadLatentAttention(Attention):
         return cls(batch, self.window if ring else max_len, self.kv_lora_rank, self.rope_head_dim, dtype, device)
 
     def kv_bytes_per_token(self, dtype_bytes: int) -> int: return (self.kv_lora_rank + self.rope_head_dim) * dtype_bytes
+    def attn_flops_per_token(self, ctx: int) -> int:
+        "Training FLOPs per token: scores over E + R features, values of width E."
+        return 6 * self.n_heads * (2 * self.head_dim + self.rope_head_dim) * ctx

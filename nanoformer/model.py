@@ -234,4 +234,5 @@ def estimate(cfg: ModelConfig, dtype_bytes: int = 2) -> dict:
     return dict(params=n, params_non_embedding=model.num_params(non_embedding=True),
                 flops_per_token=6 * n_matmul + attn_flops,
                 kv_bytes_per_token=sum(b.attn.kv_bytes_per_token(dtype_bytes) for b in model.blocks),
+                state_bytes=sum(b.attn.state_bytes(dtype_bytes) for b in model.blocks if hasattr(b.attn, 'state_bytes')),
                 chinchilla_tokens=20 * n)
