@@ -17,8 +17,9 @@ from .layers import make_norm, make_mlp
 from .attention import Mask
 
 # %% auto #0
-__all__ = ['WEIGHT_FILES', 'Block', 'ModelOutput', 'ModelCache', 'GPT', 'check_causal', 'check_cached_decoding', 'atomic_dir',
-           'weights_file', 'save_weights', 'load_weights', 'save_pretrained', 'from_pretrained', 'estimate']
+__all__ = ['WEIGHT_FILES', 'Block', 'ModelOutput', 'ModelCache', 'GPT', 'shape_table', 'check_causal', 'check_cached_decoding',
+           'atomic_dir', 'weights_file', 'save_weights', 'load_weights', 'save_pretrained', 'from_pretrained',
+           'estimate']
 
 # %% ../nbs/03_model.ipynb #881aee6f
 @BLOCKS.register('prenorm')
@@ -133,6 +134,23 @@ class GPT(nn.Module):
         return n
 
 # %% ../nbs/03_model.ipynb #a8b4a52e
+def shape_table(model: nn.Module, *args, max_depth: int = 3, **kwargs):
+    "Input/output shapes of every submodule (down to `max_depth` dots in its name), in the order they run, as a DataFrame."
+    import pandas as pd
+    rows, hooks = [], []
+    def shape(t): return tuple(t.shape) if isinstance(t, Tensor) else ''
+    for name, m in model.named_modules():
+        if not name or name.count('.') >= max_depth: continue
+        def hook(mod, inp, out, name=name):
+            rows.append(dict(module=name, type=type(mod).__name__, input=shape(inp[0]) if inp else '',
+                             output=shape(out[0] if isinstance(out, tuple) else out)))
+        hooks.append(m.register_forward_hook(hook))
+    try: model(*args, **kwargs)
+    finally:
+        for h in hooks: h.remove()
+    return pd.DataFrame(rows)
+
+# %% ../nbs/03_model.ipynb #1f5c641a
 def check_causal(model: GPT, vocab_size: int, T: int, eps: float = 1e-5):
     "Assert that perturbing each token leaves every earlier logit unchanged and changes its own."
     model.eval()
@@ -144,7 +162,7 @@ def check_causal(model: GPT, vocab_size: int, T: int, eps: float = 1e-5):
         assert (out[:, :t] - base[:, :t]).abs().max().item() <= eps if t else True, f"position {t} changed earlier logits"
         assert (out[:, t] - base[:, t]).abs().max().item() > eps, f"position {t} changed nothing"
 
-# %% ../nbs/03_model.ipynb #1f5c641a
+# %% ../nbs/03_model.ipynb #2f7d0c11
 @torch.no_grad()
 def check_cached_decoding(model: GPT, idx_BT: Tensor, prefill: int = 3, eps: float = 1e-5):
     "Assert that prefill + one-token-at-a-time decoding through the cache reproduces the full forward's logits."
@@ -157,7 +175,7 @@ def check_cached_decoding(model: GPT, idx_BT: Tensor, prefill: int = 3, eps: flo
     assert err <= eps, f"cached decoding differs from the full forward by {err}"
     return err
 
-# %% ../nbs/03_model.ipynb #2f7d0c11
+# %% ../nbs/03_model.ipynb #f83f195e
 def atomic_dir(path, write):
     "Call `write(tmp_dir)` on a temporary sibling of `path`, fsync it, then rename it to `path` (replacing any old one)."
     path = Path(path)
@@ -215,7 +233,7 @@ def from_pretrained(path, device='cpu') -> GPT:
 
 GPT.save_pretrained, GPT.from_pretrained = save_pretrained, staticmethod(from_pretrained)
 
-# %% ../nbs/03_model.ipynb #f83f195e
+# %% ../nbs/03_model.ipynb #f4da920a
 def _attn_flops(attn, cfg: ModelConfig) -> int:
     "Training FLOPs per token of one layer's attention scores and weighted sum: its own `attn_flops_per_token(ctx)`, else 12·H·E·ctx."
     ctx = min(cfg.block_size, getattr(attn, 'window', None) or cfg.block_size)

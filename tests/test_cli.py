@@ -76,3 +76,14 @@ def test_readme_shows_ci_test_command():
     ci = (REPO / '.ci' / 'run').read_text()
     cmd = next(l.split("'", 1)[1].rsplit("'", 1)[0] for l in ci.splitlines() if l.startswith('cmd='))
     assert cmd in (REPO / 'README.md').read_text()
+
+
+def test_defaults_train_on_stdlib(tmp_path):
+    "The no-argument run's defaults: the built-in stdlib corpus, a checkpoint under ./runs (shortened to 3 steps here)."
+    est = run_cli('nanoformer_train', '--estimate', cwd=tmp_path)
+    assert est.returncode == 0, est.stderr
+    out = dict(l.split(None, 1) for l in est.stdout.splitlines() if l.strip())
+    assert int(out['dataset_train_tokens'].replace(',', '')) > 10_000_000  # the standard library's source, byte-level
+    r = run_cli('nanoformer_train', '--max_steps', 3, '--eval_iters', 1, '--no-progress', cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert len(list((tmp_path / 'runs').glob('stdlib-mha-d128-l4-*/checkpoints/step_0000003/model.safetensors'))) == 1
