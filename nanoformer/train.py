@@ -17,7 +17,7 @@ from .model import GPT, atomic_dir, estimate, save_weights, load_weights, weight
 from .data import prepare_data, make_batcher, Tokenizer, TokenData, BATCHERS
 
 # %% auto #0
-__all__ = ['OPTIMIZERS', 'TrainConfig', 'adamw', 'warmup_steps', 'lr_at', 'save_checkpoint', 'load_checkpoint',
+__all__ = ['OPTIMIZERS', 'TrainConfig', 'adamw', 'warmup_steps', 'lr_at', 'full_state', 'save_checkpoint', 'load_checkpoint',
            'latest_checkpoint', 'pick_device', 'autocast', 'total_steps', 'default_run_name', 'evaluate', 'MetricsLog',
            'apply_gradient_checkpointing', 'Dist', 'init_distributed', 'train']
 
@@ -60,6 +60,7 @@ class TrainConfig(ConfigMixin):
     device: str = opt('auto', "'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'")
     dtype: str = opt('float32', "autocast precision", choices=('float32', 'bfloat16', 'float16'))
     compile: bool = opt(False, "torch.compile the model")
+    fsdp: bool = opt(False, "under torchrun: shard parameters, gradients and optimizer state with FSDP2 (`fully_shard`) instead of DDP")
     gradient_checkpointing: bool = opt(False, "recompute each block's activations in the backward pass (less memory, more compute)")
     checkpoint_format: str = opt('safetensors', "weights file format of checkpoints", choices=('safetensors', 'bin'))
     max_bad_steps: int = opt(5, "stop after this many optimizer steps in a row with a non-finite loss (each is skipped)")
@@ -129,16 +130,33 @@ def _set_rng_state(s: dict):
     torch.set_rng_state(s['torch'])
     if 'cuda' in s and torch.cuda.is_available(): torch.cuda.set_rng_state_all(s['cuda'])
 
-def save_checkpoint(run_dir, step: int, model: GPT, optimizer, tc: TrainConfig, tokenizer: Tokenizer, batcher, scaler=None) -> Path:
-    "Write checkpoint `step` of a run atomically and prune old ones beyond `tc.keep_last`."
+def _sharded(model: GPT) -> bool:
+    "Whether FSDP has sharded the model's parameters (they are then DTensors)."
+    if not torch.distributed.is_available(): return False
+    from torch.distributed.tensor import DTensor
+    return any(isinstance(p, DTensor) for p in model.parameters())
+
+def full_state(model: GPT, optimizer) -> dict:
+    "What a checkpoint stores of model and optimizer. FSDP-sharded: full, unsharded, name-keyed state dicts (a collective call: every rank must make it)."
+    if not _sharded(model): return dict(model=model, optimizer=optimizer.state_dict())
+    from torch.distributed.checkpoint.state_dict import get_model_state_dict, get_optimizer_state_dict, StateDictOptions
+    opts = StateDictOptions(full_state_dict=True, cpu_offload=True)  # gathered onto rank 0 only
+    msd, osd = get_model_state_dict(model, options=opts), get_optimizer_state_dict(model, optimizer, options=opts)
+    if torch.distributed.get_rank() != 0: return {}
+    plain = GPT(model.cfg)
+    plain.load_state_dict(msd)
+    return dict(model=plain, optimizer_fqn=osd)
+
+def save_checkpoint(run_dir, step: int, state: dict, tc: TrainConfig, tokenizer: Tokenizer, batcher, scaler=None) -> Path:
+    "Write checkpoint `step` of a run (`state` from `full_state`) atomically and prune old ones beyond `tc.keep_last`."
     ckpt_root = Path(run_dir) / 'checkpoints'
     def write(d):
-        save_weights(model, d, tc.checkpoint_format)
+        save_weights(state['model'], d, tc.checkpoint_format)
         tc.to_json(d / 'train_config.json')
         tokenizer.save(d / 'tokenizer')
-        state = dict(step=step, optimizer=optimizer.state_dict(), rng=_rng_state(), batcher=batcher.state_dict())
-        if scaler is not None and scaler.is_enabled(): state['scaler'] = scaler.state_dict()
-        torch.save(state, d / 'trainer_state.pt')
+        trainer_state = dict(step=step, rng=_rng_state(), batcher=batcher.state_dict(), **{k: v for k, v in state.items() if k != 'model'})
+        if scaler is not None and scaler.is_enabled(): trainer_state['scaler'] = scaler.state_dict()
+        torch.save(trainer_state, d / 'trainer_state.pt')
     path = atomic_dir(ckpt_root / f'step_{step:07d}', write)
     if tc.keep_last:
         for old in _complete_checkpoints(ckpt_root)[:-tc.keep_last]: shutil.rmtree(old)
@@ -148,12 +166,31 @@ def _complete_checkpoints(root: Path) -> list[Path]:
     if not root.is_dir(): return []
     return sorted(p for p in root.glob('step_*') if (p / 'trainer_state.pt').exists() and weights_file(p) is not None)
 
-def load_checkpoint(path: Path, model: GPT, optimizer, batcher, device, scaler=None) -> int:
+def _load_sharded(path: Path, state: dict, model: GPT, optimizer, tc: TrainConfig):
+    "Load a checkpoint into an FSDP-sharded model: via a plain copy, whichever way the checkpoint was written."
+    from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict, set_model_state_dict, set_optimizer_state_dict, StateDictOptions
+    plain = GPT(model.cfg)
+    load_weights(plain, path)
+    opts = StateDictOptions(full_state_dict=True)
+    set_model_state_dict(model, plain.state_dict(), options=opts)
+    osd = state.get('optimizer_fqn')
+    if osd is None:  # written without FSDP: read it into a plain optimizer, then name its entries
+        plain_opt = OPTIMIZERS[tc.optimizer](plain, tc)
+        plain_opt.load_state_dict(state['optimizer'])
+        osd = get_optimizer_state_dict(plain, plain_opt, options=opts)
+    set_optimizer_state_dict(model, optimizer, osd, options=opts)
+
+def load_checkpoint(path: Path, model: GPT, optimizer, batcher, device, scaler=None, tc: TrainConfig | None = None) -> int:
     "Restore model, optimizer, batcher, loss-scaler and RNG states from checkpoint `path`; return its step."
     try:
-        load_weights(model, path, device)
         state = torch.load(path / 'trainer_state.pt', weights_only=True, map_location=device)
-        optimizer.load_state_dict(state['optimizer'])
+        if _sharded(model): _load_sharded(path, state, model, optimizer, tc)
+        else:
+            load_weights(model, path, device)
+            if 'optimizer_fqn' in state:  # written under FSDP: entries are named, not numbered
+                from torch.distributed.checkpoint.state_dict import set_optimizer_state_dict, StateDictOptions
+                set_optimizer_state_dict(model, optimizer, state['optimizer_fqn'], options=StateDictOptions(full_state_dict=True))
+            else: optimizer.load_state_dict(state['optimizer'])
         batcher.load_state_dict(state['batcher'])
         if scaler is not None and 'scaler' in state: scaler.load_state_dict(state['scaler'])
         _set_rng_state(state['rng'])
@@ -315,11 +352,15 @@ def train(tc: TrainConfig, mc: ModelConfig | None = None, on_model=None) -> dict
     model = GPT(mc).to(device)
     if on_model is not None: on_model(model)
     if tc.gradient_checkpointing: apply_gradient_checkpointing(model)
+    if tc.fsdp and dist.world > 1:
+        from torch.distributed.fsdp import fully_shard
+        for block in model.blocks: fully_shard(block)
+        fully_shard(model)
     optimizer = OPTIMIZERS[tc.optimizer](model, tc)
     scaler = torch.amp.GradScaler(device.type, enabled=tc.dtype == 'float16')
     start = 0
     if resume_from:
-        start = load_checkpoint(resume_from, model, optimizer, train_batches, device, scaler)
+        start = load_checkpoint(resume_from, model, optimizer, train_batches, device, scaler, tc)
         run_dir = resume_from.parent.parent if resume_from.parent.name == 'checkpoints' else resume_from.parent
     else:
         run_dir = Path(tc.out_dir) / (tc.run_name or default_run_name(tc, mc))
@@ -331,7 +372,7 @@ def train(tc: TrainConfig, mc: ModelConfig | None = None, on_model=None) -> dict
     if tc.compile:
         try: fwd = torch.compile(model)
         except Exception as e: print(f"torch.compile unavailable ({str(e).splitlines()[0][:120]}); training uncompiled")
-    if dist.world > 1:
+    if dist.world > 1 and not _sharded(model):
         fwd = torch.nn.parallel.DistributedDataParallel(fwd, device_ids=[device.index] if device.type == 'cuda' else None)
     wandb_run = _init_wandb(tc, mc, run_dir) if tc.wandb and dist.main else None
     log = MetricsLog(run_dir / 'metrics.jsonl', wandb_run) if dist.main else (lambda **row: None)
@@ -353,7 +394,7 @@ def train(tc: TrainConfig, mc: ModelConfig | None = None, on_model=None) -> dict
             for m, (x, y, extras) in enumerate(micro):
                 x, y = _rank_slice(x, dist), _rank_slice(y, dist)
                 extras = {k: _rank_slice(v, dist) for k, v in extras.items()}
-                sync = contextlib.nullcontext() if dist.world == 1 or m == len(micro) - 1 else fwd.no_sync()
+                sync = fwd.no_sync() if isinstance(fwd, torch.nn.parallel.DistributedDataParallel) and m < len(micro) - 1 else contextlib.nullcontext()
                 with sync:
                     with autocast(device, tc.dtype): out = fwd(x, y, reduction='sum', **extras)
                     lm_loss = out.loss * dist.world / max(n_targets, 1)  # DDP averages over ranks: × world makes it a global token mean
@@ -397,17 +438,19 @@ def train(tc: TrainConfig, mc: ModelConfig | None = None, on_model=None) -> dict
                 summary['train_loss'] = row['loss']
                 tokens_seen += acc['tokens']
                 acc, t_log = fresh(), time.perf_counter()
-            if dist.main and ((tc.eval_every and done % tc.eval_every == 0) or done == steps):
+            sharded = _sharded(model)  # a sharded model's forward is collective: every rank evaluates
+            if (dist.main or sharded) and ((tc.eval_every and done % tc.eval_every == 0) or done == steps):
                 ev = evaluate(model, val_batches, tc, device)
                 log(step=done, **ev)
                 summary.update(ev)
-                bar.write(f"step {done}: val_loss {ev['val_loss']:.4f}")
-                if wandb_run is not None:
+                if dist.main: bar.write(f"step {done}: val_loss {ev['val_loss']:.4f}")
+                if wandb_run is not None and not sharded:
                     import wandb
                     wandb_run.log({'sample': wandb.Html(f'<pre>{_sample(model, tokenizer)}</pre>')}, step=done)
             due = (tc.save_every and done % tc.save_every == 0 and not bad_run) or done == steps or stop.name  # no saves mid-way through a bad run
-            if dist.main and due:
-                summary['checkpoint'] = str(save_checkpoint(run_dir, done, model, optimizer, tc, tokenizer, train_batches, scaler))
+            if due:
+                state = full_state(model, optimizer)  # every rank takes part when the state is sharded
+                if dist.main: summary['checkpoint'] = str(save_checkpoint(run_dir, done, state, tc, tokenizer, train_batches, scaler))
             if stop.name:
                 summary['interrupted'] = stop.name
                 bar.write(f"{stop.name}: saved a checkpoint at step {done} and stopped")
