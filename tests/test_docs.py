@@ -1,0 +1,36 @@
+"The notebooks as documents: no stored error outputs, and (once `nbdev_docs` has run) a page for every notebook."
+import json
+from pathlib import Path
+import pytest
+from conftest import REPO
+
+NBS = sorted((REPO / 'nbs').glob('[0-9][0-9]_*.ipynb'))
+
+
+@pytest.mark.parametrize('nb', NBS, ids=lambda p: p.stem)
+def test_no_error_outputs(nb):
+    cells = json.loads(nb.read_text())['cells']
+    errors = [o.get('ename') for c in cells for o in c.get('outputs', []) if o.get('output_type') == 'error']
+    assert not errors, errors
+
+
+def test_every_notebook_has_colab_badge():
+    missing = [nb.stem for nb in NBS if 'colab-badge.svg' not in nb.read_text()]
+    assert not missing, missing
+
+
+DOCS = REPO / '_docs'
+
+
+@pytest.mark.skipif(not (DOCS / 'index.html').exists(), reason='docs not built (run nbdev_docs)')
+def test_site_has_a_page_per_notebook_and_the_showdown_embeds_its_plots():
+    pages = {p.stem for p in DOCS.glob('*.html')}
+    missing = []
+    for nb in NBS:
+        text = nb.read_text()
+        module = next((l.split('default_exp')[1].strip().strip('",\\n ') for l in text.splitlines() if 'default_exp' in l), None)
+        if not ({nb.stem, module} & pages): missing.append(nb.stem)
+    assert not missing, missing
+    showdown = (DOCS / '40_showdown.html').read_text()
+    assert showdown.count('<img') >= 2, 'the showdown page lost its plots'
+    assert 'navbar' in showdown and 'sidebar' in showdown
