@@ -34,7 +34,7 @@ def main():
         cached, full = tokens_per_s(model, prompt, a.new, True), tokens_per_s(model, prompt, a.new, False)
         print(json.dumps(dict(context=ctx, cached_tok_s=round(cached, 1), uncached_tok_s=round(full, 1), speedup=round(cached / full, 1))), flush=True)
     S = 512
-    for name, kw in {'mha': {}, 'gqa (kv=2)': dict(n_kv_heads=2), 'mqa': dict(attention='mqa'), 'window 64': dict(window=64),
+    for name, kw in {'mha': {}, 'gqa (kv=2)': dict(n_kv_heads=2), 'mqa': dict(attention='mqa', n_kv_heads=1), 'window 64': dict(window=64),
                      'kv_share 2': dict(kv_share=2), 'diff': dict(attention='diff'), 'ngpt': dict(attention='ngpt'),
                      'mla': dict(attention='mla'), 'linear': dict(attention='linear')}.items():
         cfg = base.replace(block_size=S, **kw)

@@ -15,7 +15,7 @@ from nanoformer.train import TrainConfig, train
 VARIANTS = {
     'mha': dict(),
     'gqa (kv=2)': dict(n_kv_heads=2),
-    'mqa': dict(attention='mqa'),
+    'mqa': dict(attention='mqa', n_kv_heads=1),
     'window 16': dict(window=16),
     'LLLG window 16': dict(window=16, window_pattern='LLLG'),
     'kv_share 2': dict(kv_share=2),
