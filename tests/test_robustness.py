@@ -58,46 +58,38 @@ def test_sigkill_while_saving_then_resume(tmp_path, corpus):
     assert g.returncode == 0, g.stderr
 
 
-@pytest.mark.skipif(not torch.distributed.is_available(), reason='torch.distributed unavailable')
-def test_ddp_two_processes_match_one(tmp_path, corpus):
-    "torchrun with 2 gloo processes and batch 4 each = 1 process with batch 8: same losses."
-    common = ['--dataset', corpus, '--d_model', 32, '--n_layers', 2, '--n_heads', 2, '--block_size', 32, '--max_steps', 8,
-              '--log_every', 1, '--eval_every', 0, '--eval_iters', 2, '--lr', 3e-3, '--no-progress', '--device', 'cpu',
-              '--out_dir', tmp_path / 'runs']
-    one = run_cli('nanoformer_train', *common, '--batch_size', 8, '--run_name', 'one')
-    assert one.returncode == 0, one.stderr
-    torchrun = shutil.which('torchrun')
-    two = subprocess.run([torchrun, '--nproc_per_node', '2', '--no-python', shutil.which('nanoformer_train'),
-                          *map(str, common), '--batch_size', '4', '--run_name', 'two'],
-                         capture_output=True, text=True, timeout=600, env={**os.environ, 'OMP_NUM_THREADS': '1'})
-    assert two.returncode == 0, two.stderr[-3000:]
-    loss = lambda name: [r['loss'] for r in map(json.loads, (tmp_path / 'runs' / name / 'metrics.jsonl').read_text().splitlines()) if 'loss' in r]
-    a, b = loss('one'), loss('two')
-    assert len(a) == len(b) == 8
-    assert max(abs(x - y) for x, y in zip(a, b)) < 1e-4, (a, b)
-    # the 2-process checkpoint resumes in 1 process
-    r = run_cli('nanoformer_train', *common, '--batch_size', 8, '--run_name', 'two', '--resume_from_checkpoint', '--max_steps', 10)
+def distributed_args(corpus, tmp_path):
+    "A tiny run both ways: 1 process with batch 8, or torchrun with 2 gloo processes of batch 4 (the same global batch)."
+    return list(map(str, ['--dataset', corpus, '--d_model', 32, '--n_layers', 2, '--n_heads', 2, '--block_size', 32, '--max_steps', 6,
+                          '--log_every', 1, '--eval_every', 0, '--eval_iters', 2, '--lr', 3e-3, '--no-progress', '--device', 'cpu',
+                          '--out_dir', tmp_path / 'runs', '--save_every', 3]))
+
+
+def one_process(common, name, *extra):
+    r = run_cli('nanoformer_train', *common, '--batch_size', 8, '--run_name', name, *extra)
     assert r.returncode == 0, r.stderr
 
 
+def two_processes(common, name, *extra):
+    cmd = [shutil.which('torchrun'), '--nproc_per_node', '2', '--no-python', shutil.which('nanoformer_train'),
+           *common, '--batch_size', '4', '--run_name', name, *map(str, extra)]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env={**os.environ, 'OMP_NUM_THREADS': '1'})
+    assert r.returncode == 0, r.stderr[-3000:]
+
+
+def losses(tmp_path, name):
+    return [r['loss'] for r in map(json.loads, (tmp_path / 'runs' / name / 'metrics.jsonl').read_text().splitlines()) if 'loss' in r]
+
+
 @pytest.mark.skipif(not torch.distributed.is_available(), reason='torch.distributed unavailable')
-def test_fsdp_two_processes_match_one_and_resume_across_world_sizes(tmp_path, corpus):
-    "FSDP2 over 2 gloo processes = 1 process with the same global batch; its checkpoint resumes in 1 process, and a 1-process checkpoint resumes under FSDP."
-    common = ['--dataset', corpus, '--d_model', 32, '--n_layers', 2, '--n_heads', 2, '--block_size', 32, '--max_steps', 6,
-              '--log_every', 1, '--eval_every', 0, '--eval_iters', 2, '--lr', 3e-3, '--no-progress', '--device', 'cpu',
-              '--out_dir', tmp_path / 'runs', '--save_every', 3]
-    common = list(map(str, common))
-    torchrun = [shutil.which('torchrun'), '--nproc_per_node', '2', '--no-python', shutil.which('nanoformer_train')]
-    env = {**os.environ, 'OMP_NUM_THREADS': '1'}
-    one = run_cli('nanoformer_train', *common, '--batch_size', 8, '--run_name', 'one')
-    assert one.returncode == 0, one.stderr
-    two = subprocess.run([*torchrun, *common, '--batch_size', '4', '--fsdp', '--run_name', 'two'], capture_output=True, text=True, timeout=600, env=env)
-    assert two.returncode == 0, two.stderr[-3000:]
-    loss = lambda name: [r['loss'] for r in map(json.loads, (tmp_path / 'runs' / name / 'metrics.jsonl').read_text().splitlines()) if 'loss' in r]
-    a, b = loss('one'), loss('two')
+@pytest.mark.parametrize('fsdp', [False, True], ids=['ddp', 'fsdp'])
+def test_two_processes_match_one_and_resume_across_world_sizes(tmp_path, corpus, fsdp):
+    "DDP or FSDP2 over 2 gloo processes = 1 process with the same global batch; checkpoints resume at the other world size."
+    common, flag = distributed_args(corpus, tmp_path), ['--fsdp'] if fsdp else []
+    one_process(common, 'one')
+    two_processes(common, 'two', *flag)
+    a, b = losses(tmp_path, 'one'), losses(tmp_path, 'two')
+    assert len(a) == len(b) == 6
     assert max(abs(x - y) for x, y in zip(a, b)) < 1e-4, (a, b)
-    r = run_cli('nanoformer_train', *common, '--batch_size', 8, '--run_name', 'two', '--resume_from_checkpoint', '--max_steps', 8)
-    assert r.returncode == 0, r.stderr
-    back = subprocess.run([*torchrun, *common, '--batch_size', '4', '--fsdp', '--run_name', 'one', '--resume_from_checkpoint',
-                           '--max_steps', '8'], capture_output=True, text=True, timeout=600, env=env)
-    assert back.returncode == 0, back.stderr[-3000:]
+    one_process(common, 'two', '--resume_from_checkpoint', '--max_steps', '8')   # 2-process checkpoint, 1 process
+    two_processes(common, 'one', *flag, '--resume_from_checkpoint', '--max_steps', 8)  # and the other way round
