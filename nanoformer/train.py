@@ -426,7 +426,7 @@ def train(tc: TrainConfig, mc: ModelConfig | None = None, on_model=None) -> dict
                                           f"last good checkpoint: {good[-1] if good else 'none yet'}")
             optimizer.zero_grad(set_to_none=True)
             if finite.item(): acc['loss'] += step_loss; acc['steps'] += 1
-            acc['targets'] += n_targets; acc['pad'] += sum(int((y == -100).sum()) for _, y, _ in micro)
+            acc['targets'] += n_targets; acc['pad'] += sum(y.numel() for _, y, _ in micro) - n_targets
             if done % tc.log_every == 0 or done == steps:
                 dt = time.perf_counter() - t_log
                 row = dict(step=done, loss=acc['loss'] / max(acc['steps'], 1), lr=lr, grad_norm=grad_norm.item(),
