@@ -88,6 +88,17 @@ class KVCache:
         self.len = end
         return self.k_BKSE[:, :, :end], self.v_BKSE[:, :, :end], self.pos_BS[:, :end]
 
+    def keep_last(self, n: int):
+        "Keep the newest `n` entries, moved to the front and detached (they become the gradient-stopped memory of the next segment)."
+        keep = min(n, self.len)
+        for name, empty in (('k_BKSE', 0), ('v_BKSE', 0), ('pos_BS', -1)):
+            old = getattr(self, name).detach()
+            new = torch.full_like(old, empty)  # fresh storage: the old buffers stay as the autograd graph saved them
+            if old.dim() == 4: new[:, :, :keep] = old[:, :, self.len - keep:self.len]
+            else: new[:, :keep] = old[:, self.len - keep:self.len]
+            setattr(self, name, new)
+        self.len = keep
+
 class RingKVCache(KVCache):
     "A KV cache of the last `max_len` tokens only (a sliding-window layer's whole need)."
     def update(self, k_BKTE: Tensor, v_BKTE: Tensor, pos_BT: Tensor):
@@ -103,9 +114,16 @@ class RingKVCache(KVCache):
         self.len += T
         return k_all, v_all, pos_all
 
+    def keep_last(self, n: int):
+        "Detach the ring and forget all but the newest `n` entries (their positions become −1, which no query attends to)."
+        self.k_BKSE, self.v_BKSE, self.pos_BS = self.k_BKSE.detach().clone(), self.v_BKSE.detach().clone(), self.pos_BS.clone()
+        newest = self.pos_BS.max(dim=1, keepdim=True).values
+        self.pos_BS[self.pos_BS <= newest - n] = -1
+
 class NoCache:
     "The cache of a layer that stores nothing (it reuses another layer's keys and values)."
     nbytes = 0
+    def keep_last(self, n: int): pass
 
 # %% ../nbs/02_attention.ipynb #f97b0519
 @ATTENTION.register('mha', 'gqa', 'mqa')

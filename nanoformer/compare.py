@@ -17,12 +17,12 @@ from .train import TrainConfig, train, pick_device
 from .cli import _Parser, add_dataclass_flags, main
 
 # %% auto #0
-__all__ = ['METRICS', 'read_spec', 'plan_runs', 'match_params', 'PeakMemory', 'topk_accuracy', 'val_curve', 'run_one',
-           'summarize', 'write_csv', 'read_csv', 'mean_curves', 'plot_curves', 'compare', 'compare_parser',
-           'nanoformer_compare']
+__all__ = ['METRICS', 'read_spec', 'plan_runs', 'tune_settings', 'plan_tuning', 'match_params', 'PeakMemory', 'topk_accuracy',
+           'val_curve', 'run_one', 'summarize', 'write_csv', 'read_csv', 'mean_curves', 'plot_curves', 'pick_lrs',
+           'plot_sweep', 'compare', 'compare_parser', 'nanoformer_compare']
 
 # %% ../nbs/41_compare.ipynb #942e61b5
-_TOP_KEYS, _RUN_KEYS = {'train', 'model', 'seeds', 'runs'}, {'name', 'preset', 'model', 'train'}
+_TOP_KEYS, _RUN_KEYS = {'train', 'model', 'seeds', 'runs', 'tune'}, {'name', 'preset', 'model', 'train', 'tune'}
 
 def read_spec(path) -> dict:
     "Read a comparison file (`.json`, `.yaml` or `.yml`) into `dict(train, model, seeds, runs)`."
@@ -38,29 +38,60 @@ def read_spec(path) -> dict:
     if isinstance(spec, list): spec = dict(runs=spec)
     check(isinstance(spec, dict), f"{str(path)!r} must hold a mapping with 'runs' (or a list of runs)")
     check(not (set(spec) - _TOP_KEYS), f"unknown keys {sorted(set(spec) - _TOP_KEYS)} in {str(path)!r}; allowed: {', '.join(sorted(_TOP_KEYS))}")
-    return dict(train=spec.get('train') or {}, model=spec.get('model') or {}, seeds=spec.get('seeds') or [0], runs=spec.get('runs') or [])
+    return dict(train=spec.get('train') or {}, model=spec.get('model') or {}, seeds=spec.get('seeds') or [0], runs=spec.get('runs') or [],
+                tune=spec.get('tune') or {})
 
 # %% ../nbs/41_compare.ipynb #ea39f3f0
-def plan_runs(spec: dict, out_dir, seeds: list[int] | None = None, train_overrides: dict | None = None) -> list[dict]:
-    "One `dict(name, seed, tc, mc)` per (run, seed), every config built and checked up front."
-    runs, seeds = spec['runs'], list(seeds if seeds is not None else spec['seeds'])
+def _run_config(spec: dict, r: dict) -> ModelConfig:
+    check(not (set(r) - _RUN_KEYS), f"run {r['name']!r} has unknown keys {sorted(set(r) - _RUN_KEYS)}; allowed: {', '.join(sorted(_RUN_KEYS))}")
+    if 'preset' in r: check(r['preset'] in PRESETS, f"run {r['name']!r}: unknown preset {r['preset']!r}; allowed: {', '.join(PRESETS)}")
+    return ModelConfig(**{**(PRESETS[r['preset']] if 'preset' in r else spec['model']), **r.get('model', {})})
+
+def _check_runs(spec: dict):
+    runs = spec['runs']
     check(len(runs) > 0, "the comparison has no runs")
-    check(len(seeds) > 0 and all(isinstance(s, int) for s in seeds), f"seeds={seeds!r} must be a non-empty list of integers")
     names = [r.get('name') if isinstance(r, dict) else None for r in runs]
     check(all(isinstance(n, str) and n for n in names), f"every run needs a 'name' (got {names})")
     check(len(set(names)) == len(names), f"run names must be unique (got {names})")
+
+def plan_runs(spec: dict, out_dir, seeds: list[int] | None = None, train_overrides: dict | None = None,
+              lrs: dict | None = None) -> list[dict]:
+    "One `dict(name, seed, tc, mc)` per (run, seed), every config built and checked up front; `lrs` maps names to tuned learning rates."
+    seeds = list(seeds if seeds is not None else spec['seeds'])
+    _check_runs(spec)
+    check(len(seeds) > 0 and all(isinstance(s, int) for s in seeds), f"seeds={seeds!r} must be a non-empty list of integers")
     plan = []
-    for r in runs:
-        check(not (set(r) - _RUN_KEYS), f"run {r['name']!r} has unknown keys {sorted(set(r) - _RUN_KEYS)}; allowed: {', '.join(sorted(_RUN_KEYS))}")
-        if 'preset' in r: check(r['preset'] in PRESETS, f"run {r['name']!r}: unknown preset {r['preset']!r}; allowed: {', '.join(PRESETS)}")
-        mc = ModelConfig(**{**(PRESETS[r['preset']] if 'preset' in r else spec['model']), **r.get('model', {})})
+    for r in spec['runs']:
+        mc = _run_config(spec, r)
+        tuned = {'lr': lrs[r['name']]} if lrs and r['name'] in lrs else {}
         for seed in seeds:
-            tc = TrainConfig(**{**spec['train'], **(train_overrides or {}), **r.get('train', {}),  # a run's own settings (its tuned lr) win
+            tc = TrainConfig(**{**spec['train'], **(train_overrides or {}), **r.get('train', {}), **tuned,  # a run's own settings (its tuned lr) win
                                 'seed': seed, 'out_dir': str(Path(out_dir) / 'runs'), 'run_name': f"{r['name']}-s{seed}", 'progress': False})
             plan.append(dict(name=r['name'], seed=seed, tc=tc, mc=mc))
     return plan
 
-# %% ../nbs/41_compare.ipynb #e3ca6c00
+def tune_settings(spec: dict, run: dict) -> dict:
+    "`dict(lrs, seed)` for one run: the file's `tune` updated by the run's own; no `lrs` means no tuning."
+    t = {'seed': 1000, **spec.get('tune', {}), **(run.get('tune') or {})}
+    lrs = t.get('lrs') or []
+    check(isinstance(lrs, list) and all(isinstance(x, (int, float)) and x > 0 for x in lrs),
+          f"run {run['name']!r}: tune.lrs={lrs!r} must be a list of positive learning rates")
+    check(isinstance(t['seed'], int), f"run {run['name']!r}: tune.seed={t['seed']!r} must be an integer")
+    return dict(lrs=[float(x) for x in lrs], seed=t['seed'])
+
+def plan_tuning(spec: dict, out_dir, train_overrides: dict | None = None) -> list[dict]:
+    "One `dict(name, seed, lr, tc, mc)` per (run, learning rate) of the sweep, on the tuning seed."
+    _check_runs(spec)
+    plan = []
+    for r in spec['runs']:
+        mc, t = _run_config(spec, r), tune_settings(spec, r)
+        for lr in t['lrs']:
+            tc = TrainConfig(**{**spec['train'], **(train_overrides or {}), **r.get('train', {}), 'lr': lr, 'seed': t['seed'],
+                                'out_dir': str(Path(out_dir) / 'tune'), 'run_name': f"{r['name']}-lr{lr:g}", 'progress': False})
+            plan.append(dict(name=r['name'], seed=t['seed'], lr=lr, tc=tc, mc=mc))
+    return plan
+
+# %% ../nbs/41_compare.ipynb #03d056f0
 def match_params(cfg: ModelConfig, target: int) -> ModelConfig:
     "`cfg` with the `mlp_hidden` that brings its parameter count closest to `target`."
     count = lambda h: estimate(cfg.replace(mlp_hidden=h))['params']
@@ -72,7 +103,7 @@ def match_params(cfg: ModelConfig, target: int) -> ModelConfig:
     best = min((h for h in (lo - 1, lo) if h >= 1), key=lambda h: abs(count(h) - target))
     return cfg.replace(mlp_hidden=best)
 
-# %% ../nbs/41_compare.ipynb #a5209a8f
+# %% ../nbs/41_compare.ipynb #71c69060
 class PeakMemory:
     "Peak memory in MB inside a `with` block: CUDA allocations on a GPU, sampled resident set size on a CPU."
     def __init__(self, device: torch.device, every: float = 0.01): self.device, self.every, self.mb = device, every, 0.0
@@ -104,7 +135,7 @@ def topk_accuracy(model, batcher, n_batches: int, ks=(1, 5), device='cpu') -> di
         count += y.numel()
     return {f'top{k}': hits[k] / count for k in ks}
 
-# %% ../nbs/41_compare.ipynb #50de232a
+# %% ../nbs/41_compare.ipynb #4d0767e5
 def _read_jsonl(path) -> list[dict]: return [json.loads(l) for l in Path(path).read_text().splitlines() if l.strip()]
 
 def val_curve(metrics_path) -> list[dict]:
@@ -117,10 +148,20 @@ def val_curve(metrics_path) -> list[dict]:
         if 'val_loss' in row: curve.append(dict(step=row['step'], seconds=at_step.get(row['step'], seconds), val_loss=row['val_loss']))
     return curve
 
-def run_one(run: dict, keep_checkpoints: bool = False) -> dict:
-    "Train one planned run and return its row of `runs.csv` (plus its validation curve under `'curve'`)."
+def _write_atomic(path: Path, text: str):
+    tmp = path.with_suffix(path.suffix + '.tmp')
+    tmp.write_text(text); os.replace(tmp, path)
+
+def _plain(d: dict) -> dict: return json.loads(json.dumps(d))  # tuples → lists, as they come back from a JSON file
+
+def run_one(run: dict, keep_checkpoints: bool = False, resume: bool = False) -> dict:
+    "Train one planned run and return its row of `runs.csv` (plus its validation curve under `'curve'`); with `resume`, reuse a finished identical run."
     tc, mc = run['tc'], run['mc']
     run_dir = Path(tc.out_dir) / tc.run_name
+    done, planned = run_dir / 'result.json', dict(train_config=_plain(tc.to_dict()), config=_plain(mc.to_dict()))
+    if resume and done.is_file():
+        saved = json.loads(done.read_text())
+        if all(saved.get(k) == v for k, v in planned.items()): return saved['row']
     if run_dir.exists(): shutil.rmtree(run_dir)  # a rerun starts clean instead of appending to the old metrics
     device = pick_device(tc.device)
     t0 = time.perf_counter()
@@ -132,13 +173,15 @@ def run_one(run: dict, keep_checkpoints: bool = False) -> dict:
     acc = topk_accuracy(model, val, tc.eval_iters, ks=(1, 5), device=device)
     rates = sorted(r['tokens_per_s'] for r in _read_jsonl(run_dir / 'metrics.jsonl') if 'tokens_per_s' in r)
     if not keep_checkpoints: shutil.rmtree(run_dir / 'checkpoints')
-    return dict(name=run['name'], seed=run['seed'], params=res['params'],
-                kv_bytes_per_token=estimate(model.cfg, dtype_bytes=2)['kv_bytes_per_token'],
-                tokens_per_s=rates[len(rates) // 2], peak_mem_mb=pm.mb, peak_mem_kind='cuda' if device.type == 'cuda' else 'rss',
-                val_loss=res['val_loss'], val_acc=res['val_acc'], val_top5=acc['top5'], seconds=wall,
-                curve=val_curve(run_dir / 'metrics.jsonl'))
+    row = dict(name=run['name'], seed=run['seed'], lr=tc.lr, params=res['params'],
+               kv_bytes_per_token=estimate(model.cfg, dtype_bytes=2)['kv_bytes_per_token'],
+               tokens_per_s=rates[len(rates) // 2], peak_mem_mb=pm.mb, peak_mem_kind='cuda' if device.type == 'cuda' else 'rss',
+               val_loss=res['val_loss'], val_acc=res['val_acc'], val_top5=acc['top5'], seconds=wall,
+               curve=val_curve(run_dir / 'metrics.jsonl'))
+    _write_atomic(done, json.dumps(dict(**planned, row=row)))  # what --resume reuses
+    return row
 
-# %% ../nbs/41_compare.ipynb #4c8239a8
+# %% ../nbs/41_compare.ipynb #1fa17ea0
 METRICS = ('params', 'kv_bytes_per_token', 'tokens_per_s', 'peak_mem_mb', 'val_loss', 'val_acc', 'val_top5', 'seconds')
 
 def _mean_std(xs: list[float]) -> tuple[float, float]:
@@ -150,7 +193,7 @@ def summarize(rows: list[dict]) -> list[dict]:
     out = []
     for name in dict.fromkeys(r['name'] for r in rows):
         mine = [r for r in rows if r['name'] == name]
-        s = dict(name=name, n_seeds=len(mine))
+        s = dict(name=name, n_seeds=len(mine), **({'lr': mine[0]['lr']} if 'lr' in mine[0] else {}))
         for m in METRICS: s[f'{m}_mean'], s[f'{m}_std'] = _mean_std([float(r[m]) for r in mine])
         out.append(s)
     return out
@@ -168,7 +211,7 @@ def read_csv(path) -> list[dict]:
         except ValueError: return v
     with open(path, newline='') as f: return [{k: num(v) for k, v in r.items()} for r in csv.DictReader(f)]
 
-# %% ../nbs/41_compare.ipynb #cf4bf207
+# %% ../nbs/41_compare.ipynb #838a0b2b
 def mean_curves(curves: list[dict]) -> dict:
     "`{name: dict(step, seconds, mean, std)}`, lists over the evaluation steps every seed of that name reached."
     out = {}
@@ -194,18 +237,58 @@ def plot_curves(curves: list[dict], x: str, path=None, title: str = ''):
     if path: fig.savefig(path, dpi=110)
     return fig
 
-# %% ../nbs/41_compare.ipynb #36e82cd0
+# %% ../nbs/41_compare.ipynb #07494313
+def pick_lrs(sweep: list[dict]) -> tuple[dict, list[dict]]:
+    "From sweep rows `dict(name, lr, val_loss, …)`: `{name: best lr}` and the rows marked `chosen` and `at_edge` (best lr at an end of a grid of ≥ 2)."
+    best, rows = {}, [dict(r) for r in sweep]
+    for name in dict.fromkeys(r['name'] for r in rows):
+        mine = [r for r in rows if r['name'] == name]
+        score = lambda r: r['val_loss'] if math.isfinite(r['val_loss']) else math.inf  # a diverged rate never wins
+        win = min(mine, key=score)
+        grid = sorted(r['lr'] for r in mine)
+        best[name] = win['lr']
+        for r in mine: r['chosen'], r['at_edge'] = r is win, r is win and len(grid) > 1 and win['lr'] in (grid[0], grid[-1])
+    return best, rows
+
+def plot_sweep(sweep: list[dict], path=None):
+    "Final validation loss against learning rate (log scale) per name, the chosen rate circled."
+    fig = Figure(figsize=(7, 4.2))
+    ax = fig.subplots()
+    for name in dict.fromkeys(r['name'] for r in sweep):
+        mine = sorted((r for r in sweep if r['name'] == name), key=lambda r: r['lr'])
+        line, = ax.plot([r['lr'] for r in mine], [r['val_loss'] for r in mine], marker='.', label=name)
+        for r in mine:
+            if r.get('chosen'): ax.plot(r['lr'], r['val_loss'], 'o', mfc='none', ms=11, color=line.get_color())
+    ax.set(xscale='log', xlabel='learning rate', ylabel='final validation loss (tuning seed)', title='learning-rate sweep (circle: chosen)')
+    ax.grid(alpha=0.3); ax.legend(fontsize=8, ncol=2)
+    fig.tight_layout()
+    if path: fig.savefig(path, dpi=110)
+    return fig
+
+# %% ../nbs/41_compare.ipynb #af4d513b
 def compare(spec: dict, out_dir, seeds: list[int] | None = None, train_overrides: dict | None = None,
-            keep_checkpoints: bool = False, progress: bool = True) -> list[dict]:
-    "Run every (config, seed) of `spec` and write runs.csv, summary.csv, curves.csv and the two plots into `out_dir`."
+            keep_checkpoints: bool = False, progress: bool = True, resume: bool = False) -> list[dict]:
+    "Tune each run's learning rate if asked, run every (config, seed) of `spec`, and write the CSVs and plots into `out_dir`."
     out_dir = Path(out_dir)
-    plan = plan_runs(spec, out_dir, seeds, train_overrides)
+    tuning = plan_tuning(spec, out_dir, train_overrides)
+    plan_runs(spec, out_dir, seeds, train_overrides)  # every config is checked before the first run
     out_dir.mkdir(parents=True, exist_ok=True)
+    lrs = {}
+    if tuning:
+        sweep = []
+        for run in (bar := tqdm(tuning, desc='lr sweep', unit='run', disable=not progress, dynamic_ncols=True)):
+            bar.set_postfix_str(f"{run['name']} lr {run['lr']:g}")
+            row = run_one(run, resume=resume)
+            sweep.append({k: v for k, v in row.items() if k not in ('curve', 'seed')} | {'seed': run['seed']})
+        lrs, sweep = pick_lrs(sweep)
+        write_csv(out_dir / 'lr_sweep.csv', sweep)
+        plot_sweep(sweep, out_dir / 'lr_sweep.png')
+    plan = plan_runs(spec, out_dir, seeds, train_overrides, lrs)
     rows, curves = [], []
     bar = tqdm(plan, desc='runs', unit='run', disable=not progress, dynamic_ncols=True)
     for run in bar:
         bar.set_postfix_str(f"{run['name']} seed {run['seed']}")
-        row = run_one(run, keep_checkpoints)
+        row = dict(run_one(run, keep_checkpoints, resume))
         curves += [dict(name=row['name'], seed=row['seed'], **c) for c in row.pop('curve')]
         rows.append(row)
         write_csv(out_dir / 'runs.csv', rows)  # rewritten after every run: a long comparison stopped half-way keeps what it did
@@ -215,7 +298,7 @@ def compare(spec: dict, out_dir, seeds: list[int] | None = None, train_overrides
     plot_curves(curves, 'seconds', out_dir / 'val_loss_vs_time.png', 'validation loss vs wall-clock time')
     return rows
 
-# %% ../nbs/41_compare.ipynb #07494313
+#| export
 def compare_parser() -> argparse.ArgumentParser:
     p = _Parser(prog='nanoformer_compare', formatter_class=argparse.ArgumentDefaultsHelpFormatter,
                 description="Train several model configs over shared settings and seeds; write runs.csv, summary.csv, "
@@ -224,6 +307,7 @@ def compare_parser() -> argparse.ArgumentParser:
     p.add_argument('--out', default='compare', help='output folder')
     p.add_argument('--seeds', type=int, nargs='+', default=None, help="seeds (default: the file's 'seeds', else 0)")
     p.add_argument('--keep_checkpoints', action='store_true', help="keep each run's final checkpoint")
+    p.add_argument('--resume', action='store_true', help="reuse finished runs whose result.json matches the plan; train only the rest")
     add_dataclass_flags(p, TrainConfig, "shared training settings (TrainConfig); --no-progress hides the bar over runs")
     return p
 
@@ -233,6 +317,6 @@ def nanoformer_compare(argv: list[str] | None = None):
         ns = vars(compare_parser().parse_args(argv))
         progress = ns.pop('progress', True)
         overrides = {k: v for k, v in ns.items() if k in {f.name for f in fields(TrainConfig)}}
-        rows = compare(read_spec(ns['config']), ns['out'], ns['seeds'], overrides, ns['keep_checkpoints'], progress)
+        rows = compare(read_spec(ns['config']), ns['out'], ns['seeds'], overrides, ns['keep_checkpoints'], progress, ns['resume'])
         print(f"done: {len(rows)} runs; results in {ns['out']}/summary.csv")
     main(run)

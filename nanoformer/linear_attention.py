@@ -91,6 +91,11 @@ class LinearAttentionState:
     @property
     def nbytes(self) -> int: return self.S_BKEE.nbytes + self.z_BKE.nbytes
 
+    def keep_last(self, n: int):
+        "Segment memory (24_segment_memory): the state cannot forget selected tokens, so it is kept whole and detached; `n=0` empties it."
+        self.S_BKEE, self.z_BKE = (t.detach().clone() if n > 0 else torch.zeros_like(t) for t in (self.S_BKEE, self.z_BKE))
+        if n == 0: self.len = 0
+
 # %% ../nbs/13_linear_attention.ipynb #26af5a8b
 @ATTENTION.register('linear')
 class LinearAttention(CausalSelfAttention):

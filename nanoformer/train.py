@@ -18,8 +18,9 @@ from .data import prepare_data, make_batcher, Tokenizer, TokenData, BATCHERS
 
 # %% auto #0
 __all__ = ['OPTIMIZERS', 'TrainConfig', 'adamw', 'warmup_steps', 'lr_at', 'full_state', 'save_checkpoint', 'load_checkpoint',
-           'latest_checkpoint', 'pick_device', 'autocast', 'total_steps', 'default_run_name', 'evaluate', 'MetricsLog',
-           'apply_gradient_checkpointing', 'Dist', 'init_distributed', 'train']
+           'latest_checkpoint', 'pick_device', 'autocast', 'scale_for_cuda', 'device_scale', 'total_steps',
+           'default_run_name', 'evaluate', 'MetricsLog', 'apply_gradient_checkpointing', 'Dist', 'init_distributed',
+           'train']
 
 # %% ../nbs/05_train.ipynb #d97c0bc0
 @dataclass
@@ -68,6 +69,7 @@ class TrainConfig(ConfigMixin):
     checkpoint_path: str | None = opt(None, "a run directory (its latest checkpoint is used) or a checkpoint directory")
     wandb: bool = opt(False, "log to Weights & Biases (offline when no API key is set)")
     wandb_project: str = opt('nanoformer', "Weights & Biases project")
+    mem_len: int = opt(0, "Transformer-XL segment memory: each segment also attends to the gradient-stopped keys/values of this many preceding tokens (switches batching to 'stream')")
     progress: bool = opt(True, "show a progress bar")
 
     def __post_init__(self): self.validate()
@@ -88,6 +90,10 @@ class TrainConfig(ConfigMixin):
               f"batch_tokens={self.batch_tokens} needs batching='bucketed' (got batching={self.batching!r}) and a positive value")
         check(self.weight_decay >= 0, f"weight_decay={self.weight_decay} must be 0 or positive")
         check(self.grad_clip >= 0, f"grad_clip={self.grad_clip} must be 0 or positive")
+        check(isinstance(self.mem_len, int) and self.mem_len >= 0, f"mem_len={self.mem_len!r} must be 0 or a positive integer")
+        if self.mem_len and self.batching == 'random': self.batching = 'stream'  # memory needs each row to continue the previous segment
+        check(not self.mem_len or self.batching == 'stream', f"mem_len={self.mem_len} needs batching='stream' (each row continues its previous segment); got batching={self.batching!r}")
+        check(not (self.mem_len and self.gradient_checkpointing), f"mem_len={self.mem_len} cannot be combined with gradient_checkpointing: recomputing a block would write its memory twice")
         check(self.device == 'auto' or self.device.split(':')[0] in ('cpu', 'cuda', 'mps'),
               f"device={self.device!r} is not allowed; choose one of: auto, cpu, cuda, cuda:N, mps")
         self._check_choices()
@@ -221,6 +227,21 @@ def autocast(device: torch.device, dtype: str):
     if dtype == 'float32': return contextlib.nullcontext()
     return torch.autocast(device.type, dtype=getattr(torch, dtype))
 
+def scale_for_cuda(tc: TrainConfig, mc: ModelConfig, bf16: bool = True, factor: int = 4, scale_model: bool = True,
+                   compile_from: int = 200) -> tuple[TrainConfig, ModelConfig]:
+    "GPU-sized configs: `factor`× the batch, 2× width and heads (with `scale_model`), bf16 (fp16 without bf16) and torch.compile for runs of ≥ `compile_from` steps."
+    tc = tc.replace(batch_size=tc.batch_size * factor, dtype='bfloat16' if bf16 else 'float16', compile=tc.compile or tc.max_steps >= compile_from)
+    if scale_model:
+        mc = mc.replace(d_model=2 * mc.d_model, n_heads=2 * mc.n_heads, n_kv_heads=2 * mc.n_kv_heads,
+                        mlp_hidden=2 * mc.mlp_hidden if mc.mlp_hidden else None)
+    return tc, mc
+
+def device_scale(tc: TrainConfig, mc: ModelConfig, device: str | None = None, **kw) -> tuple[TrainConfig, ModelConfig]:
+    "The configs unchanged on a CPU (or MPS); on CUDA, `scale_for_cuda`'s larger ones. Notebooks pass their CPU-sized configs through this."
+    dev = pick_device(device or tc.device)
+    if dev.type != 'cuda': return tc, mc
+    return scale_for_cuda(tc, mc, bf16=torch.cuda.is_bf16_supported(), **kw)
+
 def total_steps(tc: TrainConfig, mc: ModelConfig, n_train_tokens: int) -> int:
     "Optimizer steps implied by tokens_per_param, num_epochs or max_steps (first set wins)."
     per_step = tc.batch_size * tc.gradient_accumulation_steps * mc.block_size
@@ -268,7 +289,7 @@ def _init_wandb(tc: TrainConfig, mc: ModelConfig, run_dir: Path):
     os.environ.setdefault('WANDB_SILENT', 'true')
     return wandb.init(project=tc.wandb_project, name=run_dir.name, dir=str(run_dir), config=dict(model=mc.to_dict(), train=tc.to_dict()))
 
-# %% ../nbs/05_train.ipynb #aa7a974c
+# %% ../nbs/05_train.ipynb #661e2907
 def apply_gradient_checkpointing(model: GPT) -> GPT:
     "Recompute every block's activations in backward (`torch.utils.checkpoint`, non-reentrant)."
     for block in model.blocks:
@@ -298,7 +319,7 @@ def init_distributed(device_name: str) -> tuple[Dist, torch.device]:
     torch.cuda.set_device(device)
     return d, device
 
-# %% ../nbs/05_train.ipynb #40da5441
+# %% ../nbs/05_train.ipynb #3558e711
 class _StopSignal:
     "Turns SIGTERM / SIGINT into a flag the loop checks after each step (main thread only)."
     def __init__(self): self.name, self._old = None, {}
@@ -380,6 +401,10 @@ def train(tc: TrainConfig, mc: ModelConfig | None = None, on_model=None) -> dict
     summary = dict(run_dir=str(run_dir), params=model.num_params(), steps=steps)
     bar = tqdm(range(start, steps), initial=start, total=steps, disable=not (tc.progress and dist.main),
                desc='compiling…' if tc.compile else 'train', unit='step', dynamic_ncols=True)
+    memory = None
+    if tc.mem_len:  # Transformer-XL segment memory (24_segment_memory)
+        from .memory import SegmentMemory, evaluate_stream
+        memory = SegmentMemory(model, tc.mem_len, train_batches, dtype=getattr(torch, tc.dtype))
     model.train()
     fresh = lambda: dict(loss=0.0, steps=0, tokens=0, targets=0, pad=0)
     acc, tokens_seen, bad_run = fresh(), 0, 0
@@ -394,6 +419,7 @@ def train(tc: TrainConfig, mc: ModelConfig | None = None, on_model=None) -> dict
             for m, (x, y, extras) in enumerate(micro):
                 x, y = _rank_slice(x, dist), _rank_slice(y, dist)
                 extras = {k: _rank_slice(v, dist) for k, v in extras.items()}
+                if memory is not None: extras = {**extras, **memory.inputs(step * tc.gradient_accumulation_steps + m, x.shape[0])}
                 sync = fwd.no_sync() if isinstance(fwd, torch.nn.parallel.DistributedDataParallel) and m < len(micro) - 1 else contextlib.nullcontext()
                 with sync:
                     with autocast(device, tc.dtype): out = fwd(x, y, reduction='sum', **extras)
@@ -441,6 +467,9 @@ def train(tc: TrainConfig, mc: ModelConfig | None = None, on_model=None) -> dict
             sharded = _sharded(model)  # a sharded model's forward is collective: every rank evaluates
             if (dist.main or sharded) and ((tc.eval_every and done % tc.eval_every == 0) or done == steps):
                 ev = evaluate(model, val_batches, tc, device)
+                if memory is not None:  # the same model reading the validation text as streams, with its memory
+                    with autocast(device, tc.dtype):
+                        ev['val_loss_mem'] = evaluate_stream(model, data.val, mc.block_size, tc.batch_size, tc.mem_len, tc.eval_iters, device)['loss']
                 log(step=done, **ev)
                 summary.update(ev)
                 if dist.main: bar.write(f"step {done}: val_loss {ev['val_loss']:.4f}")

@@ -93,3 +93,17 @@ def test_two_processes_match_one_and_resume_across_world_sizes(tmp_path, corpus,
     assert max(abs(x - y) for x, y in zip(a, b)) < 1e-4, (a, b)
     one_process(common, 'two', '--resume_from_checkpoint', '--max_steps', '8')   # 2-process checkpoint, 1 process
     two_processes(common, 'one', *flag, '--resume_from_checkpoint', '--max_steps', 8)  # and the other way round
+
+
+@pytest.mark.skipif(not torch.distributed.is_available(), reason='torch.distributed unavailable')
+def test_segment_memory_under_ddp_matches_one_process(tmp_path, corpus):
+    "With --mem_len each DDP rank keeps the memory of its own stream rows: 2 processes of 4 rows = 1 process of 8 rows, step for step."
+    common = distributed_args(corpus, tmp_path) + ['--mem_len', '32', '--gradient_accumulation_steps', '2']
+    one_process(common, 'one')
+    two_processes(common, 'two')
+    a, b = losses(tmp_path, 'one'), losses(tmp_path, 'two')
+    assert len(a) == len(b) == 6
+    assert max(abs(x - y) for x, y in zip(a, b)) < 1e-4, (a, b)
+    no_mem = distributed_args(corpus, tmp_path) + ['--batching', 'stream', '--gradient_accumulation_steps', '2']
+    one_process(no_mem, 'plain')
+    assert max(abs(x - y) for x, y in zip(a[1:], losses(tmp_path, 'plain')[1:])) > 1e-3  # the memory changes the losses
