@@ -150,13 +150,28 @@ class ModelConfig(ConfigMixin):
 
     def __post_init__(self):
         self._apply_implied()
-        if self.attention == 'mqa' and self.n_kv_heads is None: self.n_kv_heads = 1
-        if self.attention == 'gqa' and self.n_kv_heads is None and self.n_heads and self.n_heads % 2 == 0: self.n_kv_heads = self.n_heads // 2
-        if self.n_kv_heads is None: self.n_kv_heads = self.n_heads
-        if self.head_dim is None and self.n_heads and self.n_heads > 0: self.head_dim = self.d_model // self.n_heads
-        if self.mlp_hidden is None:
-            self.mlp_hidden = 32 * -(-int(8 * self.d_model / 3) // 32) if self.mlp == 'glu' else 4 * self.d_model
+        for name in ('n_kv_heads', 'head_dim', 'mlp_hidden'):
+            if getattr(self, name) is None: setattr(self, name, self._derive(name))
         self.validate()
+
+    def _derive(self, name: str):
+        "The value of `n_kv_heads`, `head_dim` or `mlp_hidden` when it is left unset."
+        if name == 'n_kv_heads':
+            if self.attention == 'mqa': return 1
+            if self.attention == 'gqa' and self.n_heads and self.n_heads % 2 == 0: return self.n_heads // 2
+            return self.n_heads
+        if name == 'head_dim': return self.d_model // self.n_heads if self.n_heads and self.n_heads > 0 else None
+        return 32 * -(-int(8 * self.d_model / 3) // 32) if self.mlp == 'glu' else 4 * self.d_model
+
+    def replace(self, **kw) -> 'ModelConfig':
+        "A copy with `kw` changed; what this config derived (`n_kv_heads`, `head_dim`, `mlp_hidden`, settings implied by its attention or block) is derived again unless `kw` sets it."
+        reset = {k: None for k in ('n_kv_heads', 'head_dim', 'mlp_hidden') if k not in kw and getattr(self, k) == self._derive(k)}
+        defaults = {f.name: f.default for f in fields(self)}
+        for reg, key in ((ATTENTION, 'attention'), (BLOCKS, 'block')):
+            name = getattr(self, key)
+            if key in kw and kw[key] != name and isinstance(name, str) and name in reg:
+                reset |= {k: defaults[k] for k, v in getattr(reg[name], 'implies', {}).items() if k not in kw and getattr(self, k) == v}
+        return dataclasses.replace(self, **{**reset, **kw})
 
     def _apply_implied(self):
         "A registered part may imply settings (nGPT's attention implies its block): applied to fields left at their default."
@@ -198,7 +213,7 @@ class ModelConfig(ConfigMixin):
         check(self.logit_scale > 0, f"logit_scale={self.logit_scale} must be positive")
         self._check_choices()
 
-# %% ../nbs/00_config.ipynb #fc0f7955
+# %% ../nbs/00_config.ipynb #28c46377
 _GPT2 = dict(norm='layernorm', bias=True, mlp='mlp', activation='gelu', pos='learned', tie_embeddings=True, norm_eps=1e-5)
 _LLAMA = dict(norm='rmsnorm', bias=False, mlp='glu', activation='silu', pos='rope', norm_eps=1e-5)
 
