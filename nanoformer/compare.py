@@ -154,6 +154,11 @@ def _write_atomic(path: Path, text: str):
 
 def _plain(d: dict) -> dict: return json.loads(json.dumps(d))  # tuples → lists, as they come back from a JSON file
 
+def _same(saved: dict, planned) -> bool:
+    "Whether a saved config describes the planned one; fields added to the config class since it was saved count at their defaults."
+    try: return _plain(type(planned).from_dict(saved).to_dict()) == _plain(planned.to_dict())
+    except NanoformerError: return False  # a field that no longer exists: not the same run
+
 def run_one(run: dict, keep_checkpoints: bool = False, resume: bool = False) -> dict:
     "Train one planned run and return its row of `runs.csv` (plus its validation curve under `'curve'`); with `resume`, reuse a finished identical run."
     tc, mc = run['tc'], run['mc']
@@ -161,7 +166,7 @@ def run_one(run: dict, keep_checkpoints: bool = False, resume: bool = False) -> 
     done, planned = run_dir / 'result.json', dict(train_config=_plain(tc.to_dict()), config=_plain(mc.to_dict()))
     if resume and done.is_file():
         saved = json.loads(done.read_text())
-        if all(saved.get(k) == v for k, v in planned.items()): return saved['row']
+        if _same(saved['train_config'], tc) and _same(saved['config'], mc): return saved['row']
     if run_dir.exists(): shutil.rmtree(run_dir)  # a rerun starts clean instead of appending to the old metrics
     device = pick_device(tc.device)
     t0 = time.perf_counter()
