@@ -58,6 +58,7 @@ def evaluate_stream(model: GPT, tokens: np.ndarray, block_size: int, batch_size:
     "Mean loss and top-1 accuracy reading `tokens` as `batch_size` streams of `block_size` segments, each with `mem_len` tokens of memory (0: none)."
     was_training = model.training
     model.eval()
+    batch_size = max(1, min(batch_size, (len(tokens) - 1) // block_size))  # a small split gets fewer, not too-short, streams
     streams = StreamSegments(tokens, block_size, batch_size, name='eval')
     memory = SegmentMemory(model, mem_len, streams, dtype) if mem_len else None
     n = streams.n_segments if max_segments is None else min(max_segments, streams.n_segments)
