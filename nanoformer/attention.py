@@ -91,11 +91,10 @@ class KVCache:
     def keep_last(self, n: int):
         "Keep the newest `n` entries, moved to the front and detached (they become the gradient-stopped memory of the next segment)."
         keep = min(n, self.len)
-        for name, empty in (('k_BKSE', 0), ('v_BKSE', 0), ('pos_BS', -1)):
+        for name, seq_dim, empty in (('k_BKSE', 2, 0), ('v_BKSE', 2, 0), ('pos_BS', 1, -1)):
             old = getattr(self, name).detach()
             new = torch.full_like(old, empty)  # fresh storage: the old buffers stay as the autograd graph saved them
-            if old.dim() == 4: new[:, :, :keep] = old[:, :, self.len - keep:self.len]
-            else: new[:, :keep] = old[:, self.len - keep:self.len]
+            new.narrow(seq_dim, 0, keep).copy_(old.narrow(seq_dim, self.len - keep, keep))
             setattr(self, name, new)
         self.len = keep
 

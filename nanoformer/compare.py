@@ -47,6 +47,10 @@ def _run_config(spec: dict, r: dict) -> ModelConfig:
     if 'preset' in r: check(r['preset'] in PRESETS, f"run {r['name']!r}: unknown preset {r['preset']!r}; allowed: {', '.join(PRESETS)}")
     return ModelConfig(**{**(PRESETS[r['preset']] if 'preset' in r else spec['model']), **r.get('model', {})})
 
+def _train_config(spec: dict, r: dict, train_overrides: dict | None, **fixed) -> TrainConfig:
+    "A run's `TrainConfig`: the file's `train`, then command-line overrides, then the run's own `train`, then `fixed` (seed, lr, where it goes)."
+    return TrainConfig(**{**spec['train'], **(train_overrides or {}), **r.get('train', {}), **fixed, 'progress': False})
+
 def _check_runs(spec: dict):
     runs = spec['runs']
     check(len(runs) > 0, "the comparison has no runs")
@@ -63,10 +67,9 @@ def plan_runs(spec: dict, out_dir, seeds: list[int] | None = None, train_overrid
     plan = []
     for r in spec['runs']:
         mc = _run_config(spec, r)
-        tuned = {'lr': lrs[r['name']]} if lrs and r['name'] in lrs else {}
+        tuned = {'lr': lrs[r['name']]} if lrs and r['name'] in lrs else {}  # a run's own settings, then its tuned lr, win
         for seed in seeds:
-            tc = TrainConfig(**{**spec['train'], **(train_overrides or {}), **r.get('train', {}), **tuned,  # a run's own settings (its tuned lr) win
-                                'seed': seed, 'out_dir': str(Path(out_dir) / 'runs'), 'run_name': f"{r['name']}-s{seed}", 'progress': False})
+            tc = _train_config(spec, r, train_overrides, **tuned, seed=seed, out_dir=str(Path(out_dir) / 'runs'), run_name=f"{r['name']}-s{seed}")
             plan.append(dict(name=r['name'], seed=seed, tc=tc, mc=mc))
     return plan
 
@@ -86,8 +89,7 @@ def plan_tuning(spec: dict, out_dir, train_overrides: dict | None = None) -> lis
     for r in spec['runs']:
         mc, t = _run_config(spec, r), tune_settings(spec, r)
         for lr in t['lrs']:
-            tc = TrainConfig(**{**spec['train'], **(train_overrides or {}), **r.get('train', {}), 'lr': lr, 'seed': t['seed'],
-                                'out_dir': str(Path(out_dir) / 'tune'), 'run_name': f"{r['name']}-lr{lr:g}", 'progress': False})
+            tc = _train_config(spec, r, train_overrides, lr=lr, seed=t['seed'], out_dir=str(Path(out_dir) / 'tune'), run_name=f"{r['name']}-lr{lr:g}")
             plan.append(dict(name=r['name'], seed=t['seed'], lr=lr, tc=tc, mc=mc))
     return plan
 
@@ -284,7 +286,7 @@ def compare(spec: dict, out_dir, seeds: list[int] | None = None, train_overrides
         for run in (bar := tqdm(tuning, desc='lr sweep', unit='run', disable=not progress, dynamic_ncols=True)):
             bar.set_postfix_str(f"{run['name']} lr {run['lr']:g}")
             row = run_one(run, resume=resume)
-            sweep.append({k: v for k, v in row.items() if k not in ('curve', 'seed')} | {'seed': run['seed']})
+            sweep.append({k: v for k, v in row.items() if k != 'curve'})
         lrs, sweep = pick_lrs(sweep)
         write_csv(out_dir / 'lr_sweep.csv', sweep)
         plot_sweep(sweep, out_dir / 'lr_sweep.png')
@@ -303,7 +305,7 @@ def compare(spec: dict, out_dir, seeds: list[int] | None = None, train_overrides
     plot_curves(curves, 'seconds', out_dir / 'val_loss_vs_time.png', 'validation loss vs wall-clock time')
     return rows
 
-#| export
+# %% ../nbs/41_compare.ipynb #c0a1b2d3
 def compare_parser() -> argparse.ArgumentParser:
     p = _Parser(prog='nanoformer_compare', formatter_class=argparse.ArgumentDefaultsHelpFormatter,
                 description="Train several model configs over shared settings and seeds; write runs.csv, summary.csv, "

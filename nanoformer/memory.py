@@ -43,13 +43,12 @@ class SegmentMemory:
     def inputs(self, i: int, batch: int) -> dict:
         "Keyword arguments of the model's forward for batch `i` of the streams (with `batch` rows): `cache=` the memory, `pos_BT=` positions in the stream."
         g, T = self.batcher.segment(i), self.batcher.block_size
-        p = self.model.lm_head.weight
         if self.cache is None or i != self.last + 1 or g == 0 or batch != self.batch:
-            self.cache = self.model.new_cache(batch, self.mem_len + T, dtype=self.dtype or p.dtype)  # a new stream: no memory yet
+            self.cache = self.model.new_cache(batch, self.mem_len + T, dtype=self.dtype)  # a new stream: no memory yet
         else:
             for c in self.cache.layers: c.keep_last(self.mem_len)
         self.last, self.batch = i, batch
-        return dict(cache=self.cache, pos_BT=(g * T + torch.arange(T, device=p.device)).expand(batch, T))
+        return dict(cache=self.cache, pos_BT=(g * T + torch.arange(T, device=self.model.lm_head.weight.device)).expand(batch, T))
 
 # %% ../nbs/24_segment_memory.ipynb #9acb1869
 @torch.no_grad()

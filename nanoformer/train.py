@@ -233,7 +233,7 @@ def scale_for_cuda(tc: TrainConfig, mc: ModelConfig, bf16: bool = True, factor: 
     tc = tc.replace(batch_size=tc.batch_size * factor, dtype='bfloat16' if bf16 else 'float16', compile=tc.compile or tc.max_steps >= compile_from)
     if scale_model:
         mc = mc.replace(d_model=2 * mc.d_model, n_heads=2 * mc.n_heads, n_kv_heads=2 * mc.n_kv_heads,
-                        mlp_hidden=2 * mc.mlp_hidden if mc.mlp_hidden else None)
+                        mlp_hidden=2 * mc.mlp_hidden)
     return tc, mc
 
 def device_scale(tc: TrainConfig, mc: ModelConfig, device: str | None = None, **kw) -> tuple[TrainConfig, ModelConfig]:
