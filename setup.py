@@ -24,6 +24,7 @@ setuptools.setup(
                  'Topic :: Scientific/Engineering :: Artificial Intelligence', 'Development Status :: 3 - Alpha'],
     packages=setuptools.find_packages(include=[cfg['lib_path'], cfg['lib_path'] + '.*']),
     include_package_data=True,
+    package_data={cfg['lib_path']: ['corpora/*.gz']},  # tinyshakespeare ships with the package
     install_requires=requirements,
     extras_require={'dev': dev_requirements},
     python_requires='>=' + cfg['min_python'],

@@ -4,7 +4,8 @@
 
 # %% ../nbs/04_data.ipynb #f27611a0
 from __future__ import annotations
-import os, sys, json, zlib, shutil, hashlib, sysconfig, tempfile, urllib.request
+import os, sys, gzip, json, zlib, shutil, hashlib, sysconfig, tempfile, urllib.request
+from importlib import resources
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -14,10 +15,10 @@ from tqdm.auto import tqdm
 from .config import NanoformerError, check, Registry
 
 # %% auto #0
-__all__ = ['SHAKESPEARE_URL', 'BUILTIN_DATASETS', 'TOKENIZERS', 'FORMAT_VERSION', 'BATCHERS', 'cache_root', 'shakespeare_path',
-           'load_documents', 'dataset_fingerprint', 'Tokenizer', 'ByteTokenizer', 'CharTokenizer', 'BPETokenizer',
-           'PretrainedTokenizer', 'make_tokenizer', 'TokenData', 'prepare_data', 'Batcher', 'RandomWindows',
-           'PackedChunks', 'make_batcher']
+__all__ = ['SHAKESPEARE_URL', 'CORPORA', 'BUILTIN_DATASETS', 'TOKENIZERS', 'FORMAT_VERSION', 'BATCHERS', 'cache_root', 'Corpus',
+           'corpus_text', 'load_documents', 'dataset_fingerprint', 'Tokenizer', 'ByteTokenizer', 'CharTokenizer',
+           'BPETokenizer', 'PretrainedTokenizer', 'make_tokenizer', 'TokenData', 'prepare_data', 'Batcher',
+           'RandomWindows', 'PackedChunks', 'make_batcher']
 
 # %% ../nbs/04_data.ipynb #7736e8ae
 def cache_root(cache_dir: str | Path | None = None) -> Path:
@@ -50,9 +51,18 @@ def _stdlib_files() -> list[tuple[str, Path]]:
 # %% ../nbs/04_data.ipynb #aa9c1cc1
 SHAKESPEARE_URL = 'https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt'
 
+@dataclass(frozen=True)
+class Corpus:
+    "A named text corpus: `file` shipped (gzip) in `nanoformer/corpora/`, else downloaded from `url`; `sha256` of its text checks both."
+    file: str
+    url: str
+    sha256: str
+
+CORPORA = {'tinyshakespeare': Corpus('tinyshakespeare.txt.gz', SHAKESPEARE_URL, '86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed')}
+
 def _download(url: str, dest: Path, what: str):
     "Download `url` to `dest` atomically, or fail in one line saying where to put the file instead."
-    hint = f"put the file at {dest} or set NANOFORMER_DATA to a folder that holds {dest.name}"
+    hint = f"put the file at {dest}"
     check(not _offline(), f"{what} is not available offline; {hint}")
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f'.{dest.name}.')
@@ -64,18 +74,24 @@ def _download(url: str, dest: Path, what: str):
     finally:
         if os.path.exists(tmp): os.remove(tmp)
 
-def shakespeare_path() -> Path:
-    "The local copy of Tiny Shakespeare, downloading it into the cache the first time."
-    env = os.environ.get('NANOFORMER_DATA')
-    if env and (Path(env)/'tinyshakespeare.txt').is_file(): return Path(env)/'tinyshakespeare.txt'
-    cached = cache_root()/'data'/'tinyshakespeare.txt'
-    if not cached.is_file(): _download(SHAKESPEARE_URL, cached, 'tinyshakespeare')
-    return cached
+def corpus_text(name: str) -> str:
+    "The text of named corpus `name`: the shipped copy, else the cached download (downloading it the first time), checked by hash."
+    check(name in CORPORA, f"corpus {name!r} is unknown; named corpora: {', '.join(CORPORA)}")
+    c = CORPORA[name]
+    shipped = resources.files('nanoformer') / 'corpora' / c.file
+    if shipped.is_file(): data = gzip.decompress(shipped.read_bytes())
+    else:
+        cached = cache_root()/'data'/c.file.removesuffix('.gz')
+        if not cached.is_file(): _download(c.url, cached, name)
+        data = cached.read_bytes()
+    check(hashlib.sha256(data).hexdigest() == c.sha256, f"corpus {name!r} is damaged (its SHA-256 is not {c.sha256[:12]}…); reinstall nanoformer")
+    return data.decode('utf-8')
+
 
 # %% ../nbs/04_data.ipynb #f400eb1d
 _TABLES = {'.jsonl': 'json', '.json': 'json', '.parquet': 'parquet', '.csv': 'csv'}
 _SUFFIXES = ('.txt', *_TABLES)
-BUILTIN_DATASETS = ('stdlib', 'tinyshakespeare')
+BUILTIN_DATASETS = ('stdlib', *CORPORA)
 
 def _looks_like_path(s: str) -> bool:
     "Hub names look like `owner/name`; paths start like paths or end like data files."
@@ -140,13 +156,12 @@ def _hub_documents(name: str, split: str, text_column: str, val_fraction: float)
 
 # %% ../nbs/04_data.ipynb #2d75c94f
 def load_documents(dataset: str, split: str, text_column: str = 'text', val_fraction: float = 0.05) -> list[str] | Iterator[str]:
-    "The documents of `split` ('train' or 'val') of `dataset`: 'stdlib', 'tinyshakespeare', a local path, or a Hub dataset name."
+    "The documents of `split` ('train' or 'val') of `dataset`: 'stdlib', a named corpus (`CORPORA`), a local path, or a Hub dataset name."
     check(split in ('train', 'val'), f"split={split!r} is not allowed; choose one of: train, val")
     check(0 <= val_fraction < 1, f"val_fraction={val_fraction} must be in [0, 1)")
     if dataset == 'stdlib':
         return [p.read_text(encoding='utf-8', errors='replace') for r, p in _stdlib_files() if _in_val(r, val_fraction) == (split == 'val')]
-    if dataset == 'tinyshakespeare':
-        return _char_split(shakespeare_path().read_text(encoding='utf-8'), split, 0.9)
+    if dataset in CORPORA: return _char_split(corpus_text(dataset), split, 0.9)
     if _looks_like_path(dataset): return _local_documents(dataset, split, text_column, val_fraction)
     return _hub_documents(dataset, split, text_column, val_fraction)
 
@@ -157,7 +172,7 @@ def _file_stamps(files: Iterable[Path]) -> list:
 def dataset_fingerprint(dataset: str, text_column: str = 'text', val_fraction: float = 0.05) -> str:
     "A short hash of everything that decides the documents of `dataset`, for cache keys."
     if dataset == 'stdlib': parts = ['stdlib', sys.version, _file_stamps(p for _, p in _stdlib_files()), val_fraction]
-    elif dataset == 'tinyshakespeare': parts = ['tinyshakespeare', 0.9]
+    elif dataset in CORPORA: parts = [dataset, CORPORA[dataset].sha256, 0.9]
     elif _looks_like_path(dataset):
         parts = ['local', str(Path(dataset).expanduser().resolve()), _file_stamps(_local_files(dataset)), text_column, val_fraction]
     else: parts = ['hub', dataset, text_column, val_fraction]
@@ -322,7 +337,7 @@ class TokenData:
     cache_dir: Path
     def __repr__(self):
         return (f"TokenData(train={len(self.train):,} tokens/{len(self.train_doc_starts):,} docs, val={len(self.val):,} tokens/"
-                f"{len(self.val_doc_starts):,} docs, {self.tokenizer!r}, cache_dir={str(self.cache_dir)!r})")
+                f"{len(self.val_doc_starts):,} docs, {self.tokenizer!r}, cache_key={self.cache_dir.name!r})")  # the folder itself is `.cache_dir`
 
 def _write_split(docs: Iterable[str], tok: Tokenizer, dtype, path: Path, desc: str, progress: bool) -> np.ndarray:
     "Encode `docs` into `path` (each followed by EOS); return where each document starts."
