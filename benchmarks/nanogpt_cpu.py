@@ -6,7 +6,7 @@ no dropout) -> val loss ~1.88 in ~3 minutes on a laptop CPU.
 
     python benchmarks/nanogpt_cpu.py [--steps 2000] [--threads N]
 
-Needs tinyshakespeare: set NANOFORMER_DATA to a folder holding tinyshakespeare.txt (or let the library download it).
+tinyshakespeare ships with the package: nothing to download.
 Prints ms/iteration, tokens/s, peak memory and the final val loss.
 """
 import argparse, json, resource, sys, tempfile, time

@@ -1,8 +1,7 @@
 """Every attention / normalisation variant at the same width and depth, side by side.
 
 For each variant: parameters, KV-cache bytes per token (bf16), training tokens/s and val loss after the same number
-of steps on char-level tinyshakespeare (set NANOFORMER_DATA to a folder holding tinyshakespeare.txt, or let the
-library download it).
+of steps on char-level tinyshakespeare (shipped with the package).
 
     OMP_NUM_THREADS=1 python benchmarks/variants.py [--steps 300] [--d_model 64] [--n_layers 4] [--out results.json]
 """
