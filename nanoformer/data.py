@@ -4,7 +4,7 @@
 
 # %% ../nbs/04_data.ipynb #f27611a0
 from __future__ import annotations
-import os, sys, gzip, json, zlib, shutil, hashlib, sysconfig, tempfile, urllib.request
+import os, sys, gzip, json, math, zlib, shutil, hashlib, sysconfig, tempfile, urllib.request
 from importlib import resources
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,8 +17,8 @@ from .config import NanoformerError, check, Registry
 # %% auto #0
 __all__ = ['SHAKESPEARE_URL', 'CORPORA', 'BUILTIN_DATASETS', 'TOKENIZERS', 'FORMAT_VERSION', 'BATCHERS', 'cache_root', 'Corpus',
            'corpus_text', 'load_documents', 'dataset_fingerprint', 'Tokenizer', 'ByteTokenizer', 'CharTokenizer',
-           'BPETokenizer', 'PretrainedTokenizer', 'make_tokenizer', 'TokenData', 'prepare_data', 'Batcher',
-           'RandomWindows', 'PackedChunks', 'make_batcher']
+           'BPETokenizer', 'PretrainedTokenizer', 'make_tokenizer', 'TokenData', 'prepare_data', 'unigram_entropy',
+           'learned_loss_bound', 'Batcher', 'RandomWindows', 'PackedChunks', 'make_batcher']
 
 # %% ../nbs/04_data.ipynb #7736e8ae
 def cache_root(cache_dir: str | Path | None = None) -> Path:
@@ -385,6 +385,17 @@ def prepare_data(dataset: str, tokenizer: str = 'byte', text_column: str = 'text
     return TokenData(train=_memmap(out/'train.bin', dtype), val=_memmap(out/'val.bin', dtype),
                      train_doc_starts=np.load(out/'train_docs.npy'), val_doc_starts=np.load(out/'val_docs.npy'),
                      tokenizer=Tokenizer.load(out/'tokenizer'), cache_dir=out)
+
+# %% ../nbs/04_data.ipynb #d7e1a2b1
+def unigram_entropy(ids) -> float:
+    "Entropy, in nats per token, of the token frequencies in `ids`: the loss of the best model that ignores context."
+    counts = np.bincount(np.asarray(ids, dtype=np.int64).ravel())
+    p = counts[counts > 0] / counts.sum()
+    return float(-(p * np.log(p)).sum())
+
+def learned_loss_bound(ids, vocab_size: int) -> float:
+    "(ln V + H₁)/2: halfway from a uniform guess over `vocab_size` tokens to the unigram entropy of `ids`."
+    return (math.log(vocab_size) + unigram_entropy(ids)) / 2
 
 # %% ../nbs/04_data.ipynb #971dede5
 BATCHERS = Registry('batching')
