@@ -3,7 +3,6 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SHAKESPEARE = REPO.parent / 'shared' / 'data' / 'tinyshakespeare.txt'
 
 
 @pytest.fixture(autouse=True)
