@@ -4,14 +4,15 @@
 
 # %% ../nbs/00_config.ipynb #1a642814
 from __future__ import annotations
-import json, dataclasses, importlib, pkgutil
-from dataclasses import dataclass, field, fields, asdict
+import json, math, re, dataclasses, importlib
+from dataclasses import dataclass, field, fields, asdict, MISSING
 from pathlib import Path
 from typing import Any
 
 # %% auto #0
-__all__ = ['ATTENTION', 'NORMS', 'MLPS', 'BLOCKS', 'AUX_LOSSES', 'MODEL_HOOKS', 'PRESETS', 'NanoformerError', 'check', 'Registry',
-           'opt', 'ConfigMixin', 'ModelConfig', 'preset']
+__all__ = ['ATTENTION', 'NORMS', 'MLPS', 'BLOCKS', 'AUX_LOSSES', 'MODEL_HOOKS', 'OPTIMIZERS', 'PRESETS', 'NanoformerError',
+           'check', 'declaring_modules', 'discover', 'Registry', 'opt', 'field_type', 'check_field', 'ConfigMixin',
+           'ModelConfig', 'preset']
 
 # %% ../nbs/00_config.ipynb #08e2a0ec
 class NanoformerError(ValueError):
@@ -22,31 +23,47 @@ def check(cond: bool, msg: str):
     if not cond: raise NanoformerError(msg)
 
 # %% ../nbs/00_config.ipynb #75141835
-_discovered, _import_errors = False, {}
+_DECLARES = re.compile(r'^@?([A-Z][A-Za-z_]*)\.(?:register|add_fields)\(', re.M)
+_declarations: dict[str, set[str]] | None = None
+_discovered: set[str] = set()
 
-def _discover():
-    "Import every module of the package once, so that their `@register` calls run; remember modules that fail."
-    global _discovered
-    if _discovered: return
-    _discovered = True
+def _package_dir() -> Path:
     import nanoformer
-    for m in pkgutil.iter_modules(nanoformer.__path__):
-        if m.name.startswith('_'): continue
-        try: importlib.import_module(f'nanoformer.{m.name}')
-        except Exception as e: _import_errors[m.name] = f"{type(e).__name__}: {e}"
+    return Path(nanoformer.__file__).parent
+
+def declaring_modules() -> dict[str, set[str]]:
+    "Module name → the registries (and config classes) it adds to, read from the package's source once; nothing is imported."
+    global _declarations
+    if _declarations is None:
+        _declarations = {}
+        for p in sorted(_package_dir().glob('*.py')):
+            found = set(_DECLARES.findall(p.read_text(encoding='utf-8')))
+            if found and not p.stem.startswith('_') and p.stem != 'config': _declarations[p.stem] = found
+    return _declarations
+
+def discover(target: str | None):
+    "Import, once, every package module that registers into `target` (a registry's or a config class's name; None: any)."
+    if target in _discovered: return
+    _discovered.add(target)
+    for mod, targets in declaring_modules().items():
+        if target is None or target in targets: importlib.import_module(f'nanoformer.{mod}')
 
 def _in_notebook(obj) -> bool:
     "Whether `obj` was defined in a notebook or script (`__main__`) rather than in a module of the package."
     return getattr(obj, '__module__', None) == '__main__'
 
-def _tables() -> dict:
+def _tables(name: str = '_registry_tables') -> dict:
     "One table per registry kind for the whole process, kept on the package so every copy of a `Registry` shares it."
     import nanoformer
-    return nanoformer.__dict__.setdefault('_registry_tables', {})
+    return nanoformer.__dict__.setdefault(name, {})
 
 class Registry:
-    "A table from names to classes (or functions) that variant notebooks add to."
-    def __init__(self, kind: str): self.kind, self._items = kind, _tables().setdefault(kind, {})
+    "A table from names to classes (or functions) that variant notebooks add to; `var` is the name modules register through."
+    def __init__(self, kind: str, var: str | None = None):
+        self.kind, self._items = kind, _tables().setdefault(kind, {})
+        if var is not None: _tables('_registry_vars')[kind] = var
+    @property
+    def var(self) -> str | None: return _tables('_registry_vars').get(self.kind)
     def register(self, *names: str):
         "Decorator: register the decorated object under each of `names` (the package's own version wins over a notebook's copy)."
         def deco(obj):
@@ -56,27 +73,103 @@ class Registry:
             return obj
         return deco
     def names(self) -> list[str]:
-        _discover()
+        discover(self.var)
         return sorted(self._items)
     def __contains__(self, name): return name in self._items or name in self.names()
     def __getitem__(self, name: str):
-        if name in self._items and _in_notebook(self._items[name]): _discover()  # prefer the exported version, if there is one
-        if name not in self:
-            broken = ''.join(f" (module nanoformer.{m} failed to import: {e})" for m, e in _import_errors.items())
-            raise NanoformerError(f"unknown {self.kind} {name!r}; allowed: {', '.join(self.names())}{broken}")
+        if name in self._items and _in_notebook(self._items[name]): discover(self.var)  # prefer the exported version, if there is one
+        check(isinstance(name, str) and name in self, f"unknown {self.kind} {name!r}; allowed: {', '.join(self.names())}")
         return self._items[name]
     def __repr__(self): return f"Registry({self.kind}: {', '.join(sorted(self._items))})"
 
-ATTENTION, NORMS, MLPS, BLOCKS = Registry('attention'), Registry('norm'), Registry('mlp'), Registry('block')
-AUX_LOSSES, MODEL_HOOKS = Registry('auxiliary loss'), Registry('model hook')
+ATTENTION, NORMS, MLPS, BLOCKS = Registry('attention', 'ATTENTION'), Registry('norm', 'NORMS'), Registry('mlp', 'MLPS'), Registry('block', 'BLOCKS')
+AUX_LOSSES, MODEL_HOOKS = Registry('auxiliary loss', 'AUX_LOSSES'), Registry('model hook', 'MODEL_HOOKS')
+OPTIMIZERS = Registry('optimizer', 'OPTIMIZERS')
 
 # %% ../nbs/00_config.ipynb #a7181ed2
-def opt(default: Any, help: str, aliases: tuple = (), choices: tuple | Registry | None = None):
-    "A dataclass field with the metadata the CLI and validation read."
-    return field(default=default, metadata=dict(help=help, aliases=tuple(aliases), choices=choices))
+def opt(default: Any, help: str, aliases: tuple = (), choices: tuple | Registry | None = None, gt: float | None = None,
+        ge: float | None = None, lt: float | None = None, le: float | None = None, type: str | None = None):
+    "A config field: default, help, CLI aliases, and the schema validation reads (choices or bounds; `type` for `add_fields`)."
+    f = field(default=default, metadata=dict(help=help, aliases=tuple(aliases), choices=choices, gt=gt, ge=ge, lt=lt, le=le))
+    if type is not None: f.type = type
+    return f
+
+_PYTYPES = {'int': (int,), 'float': (int, float), 'bool': (bool,), 'str': (str,)}
+_NOUNS = {'int': 'an integer', 'float': 'a number', 'bool': 'true or false', 'str': 'a string'}
+
+def field_type(f: dataclasses.Field) -> tuple[str, bool]:
+    "`(base type name, whether None is allowed)` from a field's annotation, e.g. 'int | None' → ('int', True)."
+    parts = [p.strip() for p in str(getattr(f.type, '__name__', f.type)).split('|')]
+    return next(p for p in parts if p != 'None'), 'None' in parts
+
+def _allowed(base: str, m: dict) -> str:
+    "What the bounds allow, in words: 'a positive integer', 'positive', 'in [0, 1)', '>= 0'…"
+    gt, ge, lt, le = m.get('gt'), m.get('ge'), m.get('lt'), m.get('le')
+    if base == 'int' and ge == 1 and lt is None and le is None: return 'a positive integer'
+    if base == 'int' and ge == 0 and lt is None and le is None: return 'a non-negative integer'
+    if (gt, ge, lt, le) == (0, None, None, None): return 'positive'
+    if (gt, ge, lt, le) == (None, 0, None, None): return '0 or positive'
+    if (gt is not None or ge is not None) and (lt is not None or le is not None):
+        return f"in {'(' if gt is not None else '['}{gt if gt is not None else ge}, {lt if lt is not None else le}{')' if lt is not None else ']'}"
+    return ' and '.join(f'{op} {v}' for op, v in (('>', gt), ('>=', ge), ('<', lt), ('<=', le)) if v is not None)
+
+def _want(base: str, m: dict) -> str:
+    "The whole requirement with its type: 'a positive integer', 'a positive number', 'a number in [0, 1)', 'a string'…"
+    if not any(m.get(k) is not None for k in ('gt', 'ge', 'lt', 'le')): return _NOUNS[base]
+    allowed = _allowed(base, m)
+    if allowed.startswith('a '): return allowed
+    if allowed == 'positive': return f"a positive {_NOUNS[base].split()[-1]}"
+    if allowed == '0 or positive': return f"{_NOUNS[base]} >= 0"
+    return f"{_NOUNS[base]} {allowed}"
+
+def check_field(f: dataclasses.Field, v):
+    "Check value `v` of field `f` against its schema; raise a one-line `NanoformerError` naming field, value and what is allowed."
+    (base, nullable), m = field_type(f), f.metadata
+    choices, orn = m.get('choices'), ' or None' if nullable else ''
+    if v is None:
+        if isinstance(choices, Registry): allowed = f"choose one of: {', '.join(choices.names())}"
+        elif choices is not None: allowed = f"choose one of: {', '.join(map(str, choices))}"
+        else: allowed = f"it must be {_want(base, m)}"
+        check(nullable, f"{f.name}=None is not allowed; {allowed}")
+        return
+    typed = isinstance(v, _PYTYPES[base]) and (base == 'bool' or not isinstance(v, bool))
+    if choices is not None:
+        if isinstance(choices, Registry): choices[v]
+        else: check(typed and v in choices, f"{f.name}={v!r} is not allowed; choose one of: {', '.join(map(str, choices))}")
+        return
+    check(typed, f"{f.name}={v!r} must be {_want(base, m)}{orn}")
+    if base == 'float': check(math.isfinite(v), f"{f.name}={v!r} must be finite ({_want(base, m)}{orn})")
+    gt, ge, lt, le = (m.get(k) for k in ('gt', 'ge', 'lt', 'le'))
+    inside = (gt is None or v > gt) and (ge is None or v >= ge) and (lt is None or v < lt) and (le is None or v <= le)
+    check(inside, f"{f.name}={v!r} must be {_allowed(base, m)}{orn}")
 
 class ConfigMixin:
-    "JSON round-trip, copies with changes, and registry/choice validation for flat config dataclasses."
+    """Flat config dataclasses (declared `@dataclass(init=False, repr=False, eq=False)`): keyword construction over every field,
+    including fields variant modules add; schema checks; JSON round-trip; copies with changes."""
+    def __init__(self, **kw):
+        cls = type(self)
+        discover(cls.__name__)  # modules that add fields to this config
+        known = cls.__dataclass_fields__
+        unknown = sorted(set(kw) - set(known))
+        check(not unknown, f"unknown {cls.__name__} field(s) {unknown}; allowed: {', '.join(sorted(known))}")
+        for name, f in known.items():
+            setattr(self, name, kw[name] if name in kw else f.default_factory() if f.default_factory is not MISSING else f.default)
+        self.__post_init__()
+    def __post_init__(self): self.validate()
+    def validate(self): self.check_fields()
+    def __repr__(self): return f"{type(self).__name__}({', '.join(f'{f.name}={getattr(self, f.name)!r}' for f in fields(self))})"
+    def __eq__(self, other): return type(other) is type(self) and self.to_dict() == other.to_dict()
+    @classmethod
+    def add_fields(cls, **new: dataclasses.Field):
+        "Declare fields from a variant's own module (`opt(..., type=...)`): they join construction, validation, JSON and the CLI."
+        for name, f in new.items():
+            check(f.type is not None and f.type is not MISSING, f"add_fields: field {name!r} needs opt(..., type='...')")
+            f.name, f._field_type = name, dataclasses._FIELD
+            cls.__dataclass_fields__[name] = f
+            setattr(cls, name, f.default)
+    def check_fields(self):
+        "Apply every field's schema (type, finiteness, bounds, choices, None)."
+        for f in fields(self): check_field(f, getattr(self, f.name))
     def to_dict(self) -> dict: return asdict(self)
     def to_json(self, path=None) -> str:
         s = json.dumps(self.to_dict(), indent=2)
@@ -84,71 +177,69 @@ class ConfigMixin:
         return s
     @classmethod
     def from_dict(cls, d: dict):
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        check(not unknown, f"unknown {cls.__name__} field(s) {unknown}; allowed: {', '.join(sorted(known))}")
+        check(isinstance(d, dict), f"a {cls.__name__} must be a JSON object of fields, got {type(d).__name__}")
         return cls(**d)
     @classmethod
     def from_json(cls, path_or_str):
         s = str(path_or_str)
         if not s.lstrip().startswith('{'):
             p = Path(s)
-            check(p.exists(), f"config file {s!r} does not exist")
-            s = p.read_text()
+            check(p.is_file(), f"config file {s!r} does not exist" if not p.exists() else f"config file {s!r} is not a file")
+            try: s = p.read_text(encoding='utf-8')
+            except (OSError, UnicodeDecodeError) as e: raise NanoformerError(f"could not read config file {str(p)!r} ({type(e).__name__})") from None
         try: d = json.loads(s)
         except json.JSONDecodeError as e: raise NanoformerError(f"config {str(path_or_str)[:80]!r} is not valid JSON: {e}") from None
         return cls.from_dict(d)
     def replace(self, **kw): return dataclasses.replace(self, **kw)
     def _check_choices(self):
+        "Only the choices: for configs whose fields declare no bounds yet (the schema's other checks need them)."
         for f in fields(self):
-            ch, v = f.metadata.get('choices'), getattr(self, f.name)
-            if ch is None or v is None: continue
-            if isinstance(ch, Registry): ch[v]
-            else: check(v in ch, f"{f.name}={v!r} is not allowed; choose one of: {', '.join(map(str, ch))}")
+            if f.metadata.get('choices') is not None and getattr(self, f.name) is not None: check_field(f, getattr(self, f.name))
 
 # %% ../nbs/00_config.ipynb #65ac3713
-@dataclass
+@dataclass(init=False, repr=False, eq=False)
 class ModelConfig(ConfigMixin):
     "Everything that defines a model's architecture. Validated on creation."
-    vocab_size: int = opt(258, "vocabulary size (set from the tokenizer when training)")
-    d_model: int = opt(128, "model width", aliases=('hidden_dim', 'hidden_size'))
-    n_layers: int = opt(4, "number of transformer blocks", aliases=('num_hidden_layers', 'num_layers'))
-    n_heads: int = opt(4, "query heads per layer", aliases=('num_attention_heads',))
-    n_kv_heads: int | None = opt(None, "key/value heads: n_heads → MHA, 1 → MQA, between → GQA (default: from `attention`)", aliases=('num_key_value_heads',))
-    head_dim: int | None = opt(None, "width of one head (default d_model // n_heads)")
-    block_size: int = opt(256, "context length in tokens", aliases=('max_position_embeddings', 'max_seq_len'))
+    vocab_size: int = opt(258, "vocabulary size (set from the tokenizer when training)", ge=1)
+    d_model: int = opt(128, "model width", aliases=('hidden_dim', 'hidden_size'), ge=1)
+    n_layers: int = opt(4, "number of transformer blocks", aliases=('num_hidden_layers', 'num_layers'), ge=1)
+    n_heads: int = opt(4, "query heads per layer", aliases=('num_attention_heads',), ge=1)
+    n_kv_heads: int | None = opt(None, "key/value heads: n_heads → MHA, 1 → MQA, between → GQA (default: from `attention`)", aliases=('num_key_value_heads',), ge=1)
+    head_dim: int | None = opt(None, "width of one head (default d_model // n_heads)", ge=1)
+    block_size: int = opt(256, "context length in tokens", aliases=('max_position_embeddings', 'max_seq_len'), ge=1)
     attention: str = opt('mha', "attention type (a registered name)", aliases=('attention_type',), choices=ATTENTION)
-    window: int | None = opt(None, "sliding attention window in tokens (None = full causal attention)")
+    window: int | None = opt(None, "sliding attention window in tokens (None = full causal attention)", ge=1)
     block: str = opt('prenorm', "block type (a registered name)", choices=BLOCKS)
     norm: str = opt('rmsnorm', "normalisation layer (a registered name)", choices=NORMS)
-    norm_eps: float = opt(1e-5, "epsilon of the norm layers", aliases=('rms_norm_eps',))
+    norm_eps: float = opt(1e-5, "epsilon of the norm layers", aliases=('rms_norm_eps',), gt=0)
     mlp: str = opt('glu', "feed-forward type: 'glu' (gated, e.g. SwiGLU) or 'mlp' (plain)", choices=MLPS)
     activation: str = opt('silu', "MLP activation", aliases=('hidden_act',), choices=('gelu', 'silu', 'relu', 'relu2'))
-    mlp_hidden: int | None = opt(None, "MLP hidden width (default 4·d_model, or 8/3·d_model rounded up to 32 for gated MLPs)", aliases=('intermediate_size',))
+    mlp_hidden: int | None = opt(None, "MLP hidden width (default 4·d_model, or 8/3·d_model rounded up to 32 for gated MLPs)", aliases=('intermediate_size',), ge=1)
     pos: str = opt('rope', "position encoding", choices=('rope', 'learned', 'none'))
-    rope_theta: float = opt(10000.0, "RoPE base frequency")
+    rope_theta: float = opt(10000.0, "RoPE base frequency", gt=0)
     tie_embeddings: bool = opt(True, "share the token embedding and the LM head", aliases=('tie_word_embeddings',))
     bias: bool = opt(False, "biases in linear and norm layers")
-    dropout: float = opt(0.0, "dropout probability (embeddings, attention output, MLP output)")
-    init_std: float = opt(0.02, "std of the normal init; residual projections get init_std/√(2·n_layers)", aliases=('initializer_range',))
-    logit_cap: float | None = opt(None, "soft-cap the logits: cap·tanh(logits/cap) (Gemma 2)")
-    logit_scale: float = opt(1.0, "multiply the logits by this", aliases=('logits_scaling',))
+    dropout: float = opt(0.0, "dropout probability (embeddings, attention output, MLP output)", ge=0, lt=1)
+    init_std: float = opt(0.02, "std of the normal init; residual projections get init_std/√(2·n_layers)", aliases=('initializer_range',), gt=0)
+    logit_cap: float | None = opt(None, "soft-cap the logits: cap·tanh(logits/cap) (Gemma 2)", gt=0)
+    logit_scale: float = opt(1.0, "multiply the logits by this", aliases=('logits_scaling',), gt=0)
     # variant settings, each read by the notebook that defines the variant
     window_pattern: str | None = opt(None, "per-layer local/global pattern, cycled over layers: 'L' uses `window`, 'G' attends globally (e.g. 'LLLLLG')")
-    kv_share: int = opt(1, "layers per cross-layer KV-sharing group: the group's first layer computes K/V, the others reuse them (1 = off)")
+    kv_share: int = opt(1, "layers per cross-layer KV-sharing group: the group's first layer computes K/V, the others reuse them (1 = off)", ge=1)
     share: str = opt('none', "ALBERT-style parameter sharing across layers", choices=('none', 'attention', 'mlp', 'block'))
-    share_group: int | None = opt(None, "layers per parameter-sharing group (None = all layers share)")
+    share_group: int | None = opt(None, "layers per parameter-sharing group (None = all layers share)", ge=1)
     lambda_init: float | None = opt(None, "differential attention: λ_init (None = 0.8 − 0.6·exp(−0.3·(l−1)) by depth)")
     linear_norm: bool = opt(True, "linear attention: normalise by φ(q)·Σφ(k) as Katharopoulos et al.")
-    kv_lora_rank: int | None = opt(None, "MLA: width of the compressed KV latent (default 4·head_dim)")
-    q_lora_rank: int | None = opt(None, "MLA: width of the compressed query latent (None = full-rank queries)")
-    rope_head_dim: int | None = opt(None, "MLA: width of the decoupled RoPE key/query part (default head_dim // 2)")
+    kv_lora_rank: int | None = opt(None, "MLA: width of the compressed KV latent (default 4·head_dim)", ge=1)
+    q_lora_rank: int | None = opt(None, "MLA: width of the compressed query latent (None = full-rank queries)", ge=1)
+    rope_head_dim: int | None = opt(None, "MLA: width of the decoupled RoPE key/query part (default head_dim // 2)", ge=1)
     head_sim_loss: bool = opt(False, "HeadSim: compute the auxiliary head-similarity loss (logged; see head_sim_loss_weight)")
     head_sim_loss_type: str = opt('jsd', "HeadSim: how heads' attention maps are compared", choices=('mse', 'jsd'))
-    head_sim_loss_weight: float = opt(0.1, "HeadSim: weight in the training loss (0 = computed and logged, no gradient)")
+    head_sim_loss_weight: float = opt(0.1, "HeadSim: weight in the training loss (0 = computed and logged, no gradient)", ge=0)
     head_sim_loss_after_warmup: bool = opt(False, "HeadSim: leave the loss out of the gradient until warmup ends (still logged)")
 
     def __post_init__(self):
+        self.check_fields()  # types first: deriving from a string or None would fail deep inside
         self._apply_implied()
         for name in ('n_kv_heads', 'head_dim', 'mlp_hidden'):
             if getattr(self, name) is None: setattr(self, name, self._derive(name))
@@ -187,31 +278,17 @@ class ModelConfig(ConfigMixin):
         return self.window if self.window_pattern[layer_idx % len(self.window_pattern)] == 'L' else None
 
     def validate(self):
-        "Check every field; raise `NanoformerError` naming the first bad one."
-        for name in ('vocab_size', 'd_model', 'n_layers', 'n_heads', 'n_kv_heads', 'head_dim', 'block_size', 'mlp_hidden'):
-            v = getattr(self, name)
-            check(isinstance(v, int) and not isinstance(v, bool) and v > 0, f"{name}={v!r} must be a positive integer")
+        "Check every field's schema, then what relates fields; raise `NanoformerError` naming the first bad one."
+        self.check_fields()
+        for name in ('n_kv_heads', 'head_dim', 'mlp_hidden'): check(getattr(self, name) is not None, f"{name}=None could not be derived")
         check(self.n_kv_heads <= self.n_heads, f"n_kv_heads={self.n_kv_heads} must be at most n_heads={self.n_heads}")
         check(self.n_heads % self.n_kv_heads == 0, f"n_heads={self.n_heads} is not divisible by n_kv_heads={self.n_kv_heads}")
         check(self.attention != 'mqa' or self.n_kv_heads == 1, f"attention='mqa' needs n_kv_heads=1, got n_kv_heads={self.n_kv_heads}")
         if self.pos == 'rope': check(self.head_dim % 2 == 0, f"head_dim={self.head_dim} must be even for RoPE")
-        check(self.window is None or (isinstance(self.window, int) and self.window > 0), f"window={self.window!r} must be a positive integer or None")
         if self.window_pattern is not None:
             check(len(self.window_pattern) > 0 and set(self.window_pattern) <= {'L', 'G'}, f"window_pattern={self.window_pattern!r} must be a non-empty string of 'L' (local) and 'G' (global)")
             check(self.window is not None, f"window_pattern={self.window_pattern!r} needs a window for its 'L' layers; set window")
-        check(isinstance(self.kv_share, int) and self.kv_share >= 1, f"kv_share={self.kv_share!r} must be a positive integer")
-        check(self.share_group is None or self.share_group >= 1, f"share_group={self.share_group!r} must be a positive integer or None")
-        for name in ('kv_lora_rank', 'q_lora_rank', 'rope_head_dim'):
-            v = getattr(self, name)
-            check(v is None or (isinstance(v, int) and v > 0), f"{name}={v!r} must be a positive integer or None")
-        check(self.head_sim_loss_weight >= 0, f"head_sim_loss_weight={self.head_sim_loss_weight} must be 0 or positive")
-        check(0.0 <= self.dropout < 1.0, f"dropout={self.dropout} must be in [0, 1)")
-        check(self.norm_eps > 0, f"norm_eps={self.norm_eps} must be positive")
-        check(self.rope_theta > 0, f"rope_theta={self.rope_theta} must be positive")
-        check(self.init_std > 0, f"init_std={self.init_std} must be positive")
-        check(self.logit_cap is None or self.logit_cap > 0, f"logit_cap={self.logit_cap} must be positive or None")
-        check(self.logit_scale > 0, f"logit_scale={self.logit_scale} must be positive")
-        self._check_choices()
+
 
 # %% ../nbs/00_config.ipynb #28c46377
 _GPT2 = dict(norm='layernorm', bias=True, mlp='mlp', activation='gelu', pos='learned', tie_embeddings=True, norm_eps=1e-5)
