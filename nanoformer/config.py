@@ -23,7 +23,7 @@ def check(cond: bool, msg: str):
     if not cond: raise NanoformerError(msg)
 
 # %% ../nbs/00_config.ipynb #75141835
-_DECLARES = re.compile(r'^@?([A-Z][A-Za-z_]*)\.(?:register|add_fields)\(', re.M)
+_DECLARES = re.compile(r'^@?([A-Z][A-Za-z_]*)\.(?:register|add_fields|add_check)\(', re.M)
 _declarations: dict[str, set[str]] | None = None
 _discovered: set[str] = set()
 
@@ -156,7 +156,7 @@ class ConfigMixin:
             setattr(self, name, kw[name] if name in kw else f.default_factory() if f.default_factory is not MISSING else f.default)
         self.__post_init__()
     def __post_init__(self): self.validate()
-    def validate(self): self.check_fields()
+    def validate(self): self.check_fields(); self.run_checks()
     def __repr__(self): return f"{type(self).__name__}({', '.join(f'{f.name}={getattr(self, f.name)!r}' for f in fields(self))})"
     def __eq__(self, other): return type(other) is type(self) and self.to_dict() == other.to_dict()
     @classmethod
@@ -167,6 +167,14 @@ class ConfigMixin:
             f.name, f._field_type = name, dataclasses._FIELD
             cls.__dataclass_fields__[name] = f
             setattr(cls, name, f.default)
+    @classmethod
+    def add_check(cls, fn):
+        "Register `fn(config)`, run by `validate` after the schema: a rule across fields that a variant's module owns."
+        if '_checks' not in cls.__dict__: cls._checks = {}
+        cls._checks[fn.__qualname__] = fn  # by name: re-running a notebook replaces, never duplicates
+        return fn
+    def run_checks(self):
+        for fn in type(self).__dict__.get('_checks', {}).values(): fn(self)
     def check_fields(self):
         "Apply every field's schema (type, finiteness, bounds, choices, None)."
         for f in fields(self): check_field(f, getattr(self, f.name))
@@ -288,6 +296,7 @@ class ModelConfig(ConfigMixin):
         if self.window_pattern is not None:
             check(len(self.window_pattern) > 0 and set(self.window_pattern) <= {'L', 'G'}, f"window_pattern={self.window_pattern!r} must be a non-empty string of 'L' (local) and 'G' (global)")
             check(self.window is not None, f"window_pattern={self.window_pattern!r} needs a window for its 'L' layers; set window")
+        self.run_checks()
 
 
 # %% ../nbs/00_config.ipynb #28c46377
