@@ -14,25 +14,143 @@ from .config import ModelConfig, ATTENTION, NanoformerError, check
 from .layers import Rotary
 
 # %% auto #0
-__all__ = ['Mask', 'Attention', 'attention_mask', 'attend', 'KVCache', 'RingKVCache', 'NoCache', 'CausalSelfAttention',
-           'gqa_to_mha']
+__all__ = ['FEATURES', 'Mask', 'require', 'Attention', 'attention_mask', 'attend', 'KVCache', 'RingKVCache', 'NoCache',
+           'CausalSelfAttention', 'gqa_to_mha']
 
 # %% ../nbs/02_attention.ipynb #5fd0005a
 @dataclass
 class Mask:
-    "A description of what queries may attend to; see `attention_mask`."
+    "What one forward pass shares across its layers (the model makes a new one per call); see `attention_mask`."
     standard: bool = True          # positions are 0..T-1 in every row and keys are this call's tokens
     doc_BT: Tensor | None = None   # document ids of packed sequences: attend within a document only
-    shared: dict = field(default_factory=dict)  # per forward pass: what layers hand to later layers (cross-layer KV sharing)
+    shared: dict = field(default_factory=dict)  # what layers hand to later layers (cross-layer KV sharing)
+    built: list = field(default_factory=list)   # masks built in this pass: (window, q_pos_BT, k_pos_BS, mask_B1TS)
 
+    def tensor(self, q_pos_BT: Tensor, k_pos_BS: Tensor, window: int | None = None) -> Tensor:
+        "The boolean (B, 1, T, S) mask for these positions and window: built once per pass, then reused by every layer asking again."
+        for w, q, k, m in self.built:
+            if w == window and q is q_pos_BT and (k is k_pos_BS or (k.shape == k_pos_BS.shape and torch.equal(k, k_pos_BS))): return m
+        m = attention_mask(q_pos_BT, k_pos_BS, window, self.doc_BT)
+        self.built.append((window, q_pos_BT, k_pos_BS, m))
+        return m
+
+FEATURES = {
+    'window': 'a sliding window (window, window_pattern)',
+    'kv_share': 'cross-layer KV sharing (kv_share > 1)',
+    'doc_mask': "packed-document masks (batching='packed')",
+    'memory': 'segment memory (mem_len)',
+    'kv_quant': 'int8/int4 KV caches',
+    'eviction': 'StreamingLLM / H2O cache eviction',
+    'distributions': 'attention weights that are probability distributions (HeadSim JSD, H2O scores)',
+}
+
+def require(attention: str, feature: str, setting: str):
+    "Refuse, in one line naming both sides, `setting` when it needs `feature` and the attention type does not declare it."
+    check(feature in ATTENTION[attention].supports,
+          f"attention={attention!r} does not support {FEATURES[feature]}; {setting} cannot be combined with it")
+
+def _check_attention_features(cfg: ModelConfig):
+    if cfg.window is not None: require(cfg.attention, 'window', f"window={cfg.window}")
+    if cfg.kv_share > 1: require(cfg.attention, 'kv_share', f"kv_share={cfg.kv_share}")
+
+ModelConfig.add_check(_check_attention_features)
+
+# %% ../nbs/02_attention.ipynb #a7b3c1d1
 class Attention(nn.Module):
-    "Base class of every attention type: the contract above."
-    def forward(self, x_BTD: Tensor, pos_BT: Tensor, cache=None, mask: Mask = Mask(), return_probs: bool = False):
-        raise NotImplementedError
-    def new_cache(self, batch: int, max_len: int, dtype: torch.dtype, device) -> 'KVCache':
-        raise NotImplementedError
+    """Base of every attention type: owns projections, RoPE, KV sharing, caches, the mask, dropout and the output projection;
+    a variant overrides the hooks `projections`, `project`, `transform_qk`, `share_or_cache`, `mix`, `out`."""
+    supports: frozenset = frozenset(FEATURES)  # what this type works with; ModelConfig refuses the rest
+    qk_mult, v_mult = 1, 1                      # per-head width of queries/keys and of values, in units of head_dim
+
+    def __init__(self, cfg: ModelConfig, layer_idx: int = 0, n_heads: int | None = None, n_kv_heads: int | None = None):
+        super().__init__()
+        self.n_heads, self.n_kv_heads = n_heads or cfg.n_heads, n_kv_heads or cfg.n_kv_heads
+        self.head_dim, self.layer_idx, self.dropout = cfg.head_dim, layer_idx, cfg.dropout
+        self.window, self.kv_share = cfg.layer_window(layer_idx), cfg.kv_share
+        self.kv_owner = layer_idx - layer_idx % cfg.kv_share  # first layer of this layer's KV-sharing group
+        if self.kv_owner != layer_idx:
+            own, owner = self.window, cfg.layer_window(self.kv_owner)
+            check(owner is None or (own is not None and own <= owner),
+                  f"layer {layer_idx} (window={own}) cannot reuse the KV of layer {self.kv_owner} (window={owner}): a KV-sharing group's first layer must see at least as far as the others")
+        self.scale = None  # softmax scale; None: 1/√(query width)
+        self.rotary = Rotary(cfg.head_dim, cfg.rope_theta) if cfg.pos == 'rope' else None
+        self.resid_drop = nn.Dropout(cfg.dropout)
+        self.projections(cfg)
+
+    @property
+    def owns_kv(self) -> bool: return self.kv_owner == self.layer_idx
+    @property
+    def qk_dim(self) -> int: return self.qk_mult * self.head_dim
+    @property
+    def v_dim(self) -> int: return self.v_mult * self.head_dim
+
+    def projections(self, cfg: ModelConfig):
+        "Build the weights: one fused `wqkv` (queries only for a layer that reuses another's K/V) and the output `wo`."
+        H, K = self.n_heads, self.n_kv_heads
+        self.wqkv = nn.Linear(cfg.d_model, H * self.qk_dim + (K * (self.qk_dim + self.v_dim) if self.owns_kv else 0), bias=cfg.bias)
+        self.wo = nn.Linear(H * self.v_dim, cfg.d_model, bias=cfg.bias)
+        self.wo.residual = True
+
+    def project(self, x_BTD: Tensor):
+        "Queries (B, H, T, qk_dim), keys and values (B, K, T, ·) — keys and values None for a layer that reuses another's."
+        B, T, _ = x_BTD.shape
+        H, K, Eq, Ev = self.n_heads, self.n_kv_heads, self.qk_dim, self.v_dim
+        qkv_BTF = self.wqkv(x_BTD)
+        if not self.owns_kv: return qkv_BTF.view(B, T, H, Eq).transpose(1, 2), None, None
+        q_BTF, k_BTF, v_BTF = qkv_BTF.split([H * Eq, K * Eq, K * Ev], -1)
+        return (q_BTF.view(B, T, H, Eq).transpose(1, 2), k_BTF.view(B, T, K, Eq).transpose(1, 2), v_BTF.view(B, T, K, Ev).transpose(1, 2))
+
+    def rope(self, x_BHTF: Tensor | None, pos_BT: Tensor) -> Tensor | None:
+        "RoPE at `pos_BT` on every `head_dim`-wide part of the last dimension (one part, or two for differential attention)."
+        if x_BHTF is None or self.rotary is None: return x_BHTF
+        if x_BHTF.shape[-1] == self.head_dim: return self.rotary(x_BHTF, pos_BT)
+        return torch.cat([self.rotary(x, pos_BT) for x in x_BHTF.split(self.head_dim, -1)], -1)
+
+    def transform_qk(self, q_BHTE: Tensor, k_BKTE: Tensor | None, pos_BT: Tensor):
+        "Position-encode queries and keys (RoPE rotates them before they enter the cache, so cached keys never need re-rotating)."
+        return self.rope(q_BHTE, pos_BT), self.rope(k_BKTE, pos_BT)
+
+    def qkv(self, x_BTD: Tensor, pos_BT: Tensor):
+        "`project`, then `transform_qk`: the queries, keys and values this call's tokens contribute."
+        q_BHTE, k_BKTE, v_BKTE = self.project(x_BTD)
+        return *self.transform_qk(q_BHTE, k_BKTE, pos_BT), v_BKTE
+
+    def share_or_cache(self, k_BKTE, v_BKTE, pos_BT: Tensor, cache, mask: Mask):
+        "Everything the queries may attend to, with its positions: this call's K/V (after the cache), or the sharing group's."
+        if not self.owns_kv:
+            check(('kv', self.kv_owner) in mask.shared, f"layer {self.layer_idx} reuses the keys and values of layer {self.kv_owner}: "
+                  "call it within the model's forward pass, whose Mask carries them")
+            return mask.shared[('kv', self.kv_owner)]
+        kv = (k_BKTE, v_BKTE, pos_BT) if cache is None else cache.update(k_BKTE, v_BKTE, pos_BT)
+        if self.kv_share > 1: mask.shared[('kv', self.layer_idx)] = kv
+        return kv
+
+    def mix(self, q_BHTE: Tensor, k_BKSE: Tensor, v_BKSE: Tensor, pos_BT: Tensor, k_pos_BS: Tensor, mask: Mask, cache, return_probs: bool):
+        "Scores to weights, weights times values: softmax attention (`attend`). Returns `(y_BHTE, probs_BHTS or None)`."
+        return attend(q_BHTE, k_BKSE, v_BKSE, pos_BT, k_pos_BS, mask, self.window, self.scale,
+                      dropout=self.dropout if self.training else 0.0, return_probs=return_probs)
+
+    def out(self, y_BHTE: Tensor) -> Tensor:
+        "Merge the heads and project back to the model width."
+        B, _, T, _ = y_BHTE.shape
+        return self.resid_drop(self.wo(y_BHTE.transpose(1, 2).reshape(B, T, -1)))
+
+    def forward(self, x_BTD: Tensor, pos_BT: Tensor, cache=None, mask: Mask | None = None, return_probs: bool = False):
+        mask = Mask(standard=False) if mask is None else mask  # called on its own: a fresh mask, built from the positions
+        check(mask.doc_BT is None or 'doc_mask' in self.supports, f"{type(self).__name__} does not support {FEATURES['doc_mask']}")
+        q_BHTE, k_BKTE, v_BKTE = self.qkv(x_BTD, pos_BT)
+        k_BKSE, v_BKSE, k_pos_BS = self.share_or_cache(k_BKTE, v_BKTE, pos_BT, cache, mask)
+        y_BHTE, probs_BHTS = self.mix(q_BHTE, k_BKSE, v_BKSE, pos_BT, k_pos_BS, mask, cache, return_probs)
+        return self.out(y_BHTE), probs_BHTS
+
+    def new_cache(self, batch: int, max_len: int, dtype, device):
+        "Dense K/V for `max_len` tokens, a ring buffer when the window is shorter, nothing for a layer that reuses another's K/V."
+        if not self.owns_kv: return NoCache()
+        ring = self.window is not None and self.window < max_len
+        return (RingKVCache if ring else KVCache)(batch, self.n_kv_heads, self.window if ring else max_len, self.qk_dim, dtype, device, v_dim=self.v_dim)
+
     def kv_bytes_per_token(self, dtype_bytes: int) -> int:
-        raise NotImplementedError
+        return self.n_kv_heads * (self.qk_dim + self.v_dim) * dtype_bytes if self.owns_kv else 0
 
 # %% ../nbs/02_attention.ipynb #f3b4cfb0
 def attention_mask(q_pos_BT: Tensor, k_pos_BS: Tensor, window: int | None = None, doc_BT: Tensor | None = None) -> Tensor:
@@ -49,13 +167,14 @@ def _expand_kv(x_BKSE: Tensor, n_heads: int) -> Tensor:
     "Repeat each KV head for the query heads of its group (GQA → MHA layout)."
     return x_BKSE.repeat_interleave(n_heads // x_BKSE.shape[1], dim=1)
 
-def attend(q_BHTE: Tensor, k_BKSE: Tensor, v_BKSE: Tensor, q_pos_BT: Tensor, k_pos_BS: Tensor, mask: Mask = Mask(),
+def attend(q_BHTE: Tensor, k_BKSE: Tensor, v_BKSE: Tensor, q_pos_BT: Tensor, k_pos_BS: Tensor, mask: Mask | None = None,
            window: int | None = None, scale: float | None = None, dropout: float = 0.0, return_probs: bool = False):
     "Causal attention of queries over keys/values; returns `(y_BHTE, probs_BHTS or None)`."
     H, T, S = q_BHTE.shape[1], q_BHTE.shape[2], k_BKSE.shape[2]
     scale = 1 / math.sqrt(q_BHTE.shape[-1]) if scale is None else scale
+    mask = Mask(standard=False) if mask is None else mask
     plain = mask.standard and mask.doc_BT is None and T == S and (window is None or window >= S)
-    mask_B1TS = None if plain else attention_mask(q_pos_BT, k_pos_BS, window, mask.doc_BT)
+    mask_B1TS = None if plain else mask.tensor(q_pos_BT, k_pos_BS, window)
     if not return_probs:
         y_BHTE = F.scaled_dot_product_attention(q_BHTE, k_BKSE, v_BKSE, attn_mask=mask_B1TS, is_causal=plain,
                                                 dropout_p=dropout, scale=scale, enable_gqa=k_BKSE.shape[1] != H)
@@ -127,60 +246,7 @@ class NoCache:
 # %% ../nbs/02_attention.ipynb #f97b0519
 @ATTENTION.register('mha', 'gqa', 'mqa')
 class CausalSelfAttention(Attention):
-    "Multi-head causal self-attention with `n_kv_heads` key/value heads (MHA, GQA, MQA)."
-    def __init__(self, cfg: ModelConfig, layer_idx: int = 0):
-        super().__init__()
-        self.n_heads, self.n_kv_heads, self.head_dim = cfg.n_heads, cfg.n_kv_heads, cfg.head_dim
-        self.window, self.dropout, self.layer_idx = cfg.layer_window(layer_idx), cfg.dropout, layer_idx
-        H, K, E = self.n_heads, self.n_kv_heads, self.head_dim
-        self.kv_owner = layer_idx - layer_idx % cfg.kv_share  # first layer of this layer's KV-sharing group
-        if self.kv_owner != layer_idx:
-            own, owner = self.window, cfg.layer_window(self.kv_owner)
-            check(owner is None or (own is not None and own <= owner),
-                  f"layer {layer_idx} (window={own}) cannot reuse the KV of layer {self.kv_owner} (window={owner}): a KV-sharing group's first layer must see at least as far as the others")
-        self.wqkv = nn.Linear(cfg.d_model, (H + (2 * K if self.owns_kv else 0)) * E, bias=cfg.bias)
-        self.wo = nn.Linear(H * E, cfg.d_model, bias=cfg.bias)
-        self.wo.residual = True
-        self.rotary = Rotary(E, cfg.rope_theta) if cfg.pos == 'rope' else None
-        self.resid_drop = nn.Dropout(cfg.dropout)
-
-    @property
-    def owns_kv(self) -> bool: return self.kv_owner == self.layer_idx
-
-    def qkv(self, x_BTD: Tensor, pos_BT: Tensor):
-        "Project to queries, keys and values (keys/values None for a layer that reuses another's), rotate q and k."
-        B, T, _ = x_BTD.shape
-        H, K, E = self.n_heads, self.n_kv_heads, self.head_dim
-        if not self.owns_kv:
-            q_BHTE = self.wqkv(x_BTD).view(B, T, H, E).transpose(1, 2)
-            return (self.rotary(q_BHTE, pos_BT) if self.rotary is not None else q_BHTE), None, None
-        q_BTHE, k_BTKE, v_BTKE = self.wqkv(x_BTD).view(B, T, H + 2 * K, E).split([H, K, K], dim=2)
-        q_BHTE, k_BKTE, v_BKTE = q_BTHE.transpose(1, 2), k_BTKE.transpose(1, 2), v_BTKE.transpose(1, 2)
-        if self.rotary is not None: q_BHTE, k_BKTE = self.rotary(q_BHTE, pos_BT), self.rotary(k_BKTE, pos_BT)
-        return q_BHTE, k_BKTE, v_BKTE
-
-    def forward(self, x_BTD: Tensor, pos_BT: Tensor, cache=None, mask: Mask = Mask(), return_probs: bool = False):
-        B, T, _ = x_BTD.shape
-        q_BHTE, k_BKSE, v_BKSE = self.qkv(x_BTD, pos_BT)
-        if self.owns_kv:
-            k_pos_BS = pos_BT
-            if cache is not None: k_BKSE, v_BKSE, k_pos_BS = cache.update(k_BKSE, v_BKSE, pos_BT)
-            mask.shared[('kv', self.layer_idx)] = (k_BKSE, v_BKSE, k_pos_BS)
-        else:
-            k_BKSE, v_BKSE, k_pos_BS = mask.shared[('kv', self.kv_owner)]
-        y_BHTE, probs_BHTS = attend(q_BHTE, k_BKSE, v_BKSE, pos_BT, k_pos_BS, mask, self.window,
-                                    dropout=self.dropout if self.training else 0.0, return_probs=return_probs)
-        y_BTD = self.resid_drop(self.wo(y_BHTE.transpose(1, 2).reshape(B, T, -1)))
-        return y_BTD, probs_BHTS
-
-    def new_cache(self, batch: int, max_len: int, dtype, device) -> KVCache | None:
-        if not self.owns_kv: return NoCache()
-        ring = self.window is not None and self.window < max_len
-        cls = RingKVCache if ring else KVCache
-        return cls(batch, self.n_kv_heads, self.window if ring else max_len, self.head_dim, dtype, device)
-
-    def kv_bytes_per_token(self, dtype_bytes: int) -> int:
-        return 2 * self.n_kv_heads * self.head_dim * dtype_bytes if self.owns_kv else 0
+    "Multi-head causal self-attention with `n_kv_heads` key/value heads (MHA, GQA, MQA): the base machinery, no hook changed."
 
 # %% ../nbs/02_attention.ipynb #60d64bda
 def gqa_to_mha(attn: CausalSelfAttention, cfg: ModelConfig) -> CausalSelfAttention:

@@ -231,20 +231,11 @@ class ModelConfig(ConfigMixin):
     init_std: float = opt(0.02, "std of the normal init; residual projections get init_std/√(2·n_layers)", aliases=('initializer_range',), gt=0)
     logit_cap: float | None = opt(None, "soft-cap the logits: cap·tanh(logits/cap) (Gemma 2)", gt=0)
     logit_scale: float = opt(1.0, "multiply the logits by this", aliases=('logits_scaling',), gt=0)
-    # variant settings, each read by the notebook that defines the variant
+    # settings of the shared attention machinery (02_attention) and of layer sharing (15_sharing); a variant's own settings join from its notebook (`add_fields`)
     window_pattern: str | None = opt(None, "per-layer local/global pattern, cycled over layers: 'L' uses `window`, 'G' attends globally (e.g. 'LLLLLG')")
     kv_share: int = opt(1, "layers per cross-layer KV-sharing group: the group's first layer computes K/V, the others reuse them (1 = off)", ge=1)
     share: str = opt('none', "ALBERT-style parameter sharing across layers", choices=('none', 'attention', 'mlp', 'block'))
     share_group: int | None = opt(None, "layers per parameter-sharing group (None = all layers share)", ge=1)
-    lambda_init: float | None = opt(None, "differential attention: λ_init (None = 0.8 − 0.6·exp(−0.3·(l−1)) by depth)")
-    linear_norm: bool = opt(True, "linear attention: normalise by φ(q)·Σφ(k) as Katharopoulos et al.")
-    kv_lora_rank: int | None = opt(None, "MLA: width of the compressed KV latent (default 4·head_dim)", ge=1)
-    q_lora_rank: int | None = opt(None, "MLA: width of the compressed query latent (None = full-rank queries)", ge=1)
-    rope_head_dim: int | None = opt(None, "MLA: width of the decoupled RoPE key/query part (default head_dim // 2)", ge=1)
-    head_sim_loss: bool = opt(False, "HeadSim: compute the auxiliary head-similarity loss (logged; see head_sim_loss_weight)")
-    head_sim_loss_type: str = opt('jsd', "HeadSim: how heads' attention maps are compared", choices=('mse', 'jsd'))
-    head_sim_loss_weight: float = opt(0.1, "HeadSim: weight in the training loss (0 = computed and logged, no gradient)", ge=0)
-    head_sim_loss_after_warmup: bool = opt(False, "HeadSim: leave the loss out of the gradient until warmup ends (still logged)")
 
     def __post_init__(self):
         self.check_fields()  # types first: deriving from a string or None would fail deep inside

@@ -8,9 +8,9 @@ import math
 import torch
 import torch.nn as nn
 from torch import Tensor
-from .config import ModelConfig, ATTENTION, check
-from .layers import Rotary, RMSNorm
-from .attention import Attention, Mask, KVCache, RingKVCache, attend
+from .config import ModelConfig, ATTENTION, check, opt
+from .layers import RMSNorm
+from .attention import Attention, FEATURES, Mask, attend
 
 # %% auto #0
 __all__ = ['lambda_init_fn', 'DiffAttention']
@@ -20,25 +20,23 @@ def lambda_init_fn(layer_idx: int) -> float:
     "λ_init = 0.8 − 0.6·exp(−0.3·(l−1)) for the layer at 0-based index `layer_idx` = l − 1."
     return 0.8 - 0.6 * math.exp(-0.3 * layer_idx)
 
+ModelConfig.add_fields(lambda_init=opt(None, "differential attention: λ_init (None = 0.8 − 0.6·exp(−0.3·(l−1)) by depth)", type='float | None'))
+
 # %% ../nbs/10_diff_attention.ipynb #9709daef
 @ATTENTION.register('diff')
 class DiffAttention(Attention):
     "Differential attention (Ye et al. 2024): each head is (softmax(Q1K1ᵀ) − λ·softmax(Q2K2ᵀ))·V; `n_heads`/`n_kv_heads` are the baseline's, halved."
+    supports = FEATURES.keys() - {'distributions'}  # A1 − λ·A2 is signed: not a distribution
+    qk_mult = v_mult = 2                             # [Q1|Q2], [K1|K2] and V are 2·head_dim wide
+
     def __init__(self, cfg: ModelConfig, layer_idx: int = 0):
-        super().__init__()
         check(cfg.n_heads % 2 == 0, f"attention='diff' pairs query heads, so n_heads must be even; got n_heads={cfg.n_heads}")
         check(cfg.n_kv_heads % 2 == 0, f"attention='diff' pairs KV heads, so n_kv_heads must be even; got n_kv_heads={cfg.n_kv_heads}")
-        self.n_heads, self.n_kv_heads, self.head_dim = cfg.n_heads // 2, cfg.n_kv_heads // 2, cfg.head_dim
-        self.window, self.dropout, self.layer_idx = cfg.layer_window(layer_idx), cfg.dropout, layer_idx
+        super().__init__(cfg, layer_idx, n_heads=cfg.n_heads // 2, n_kv_heads=cfg.n_kv_heads // 2)
         self.lambda_init = lambda_init_fn(layer_idx) if cfg.lambda_init is None else cfg.lambda_init
-        H, K, E = self.n_heads, self.n_kv_heads, self.head_dim
-        self.wqkv = nn.Linear(cfg.d_model, (H + 2 * K) * 2 * E, bias=cfg.bias)
-        self.wo = nn.Linear(H * 2 * E, cfg.d_model, bias=cfg.bias)
-        self.wo.residual = True
+        E = self.head_dim
         self.lambda_q1, self.lambda_k1, self.lambda_q2, self.lambda_k2 = (nn.Parameter(torch.empty(E)) for _ in range(4))
         self.subln = RMSNorm(2 * E, eps=cfg.norm_eps)
-        self.rotary = Rotary(E, cfg.rope_theta) if cfg.pos == 'rope' else None
-        self.resid_drop = nn.Dropout(cfg.dropout)
         self.init_weights()
 
     def init_weights(self):
@@ -50,41 +48,20 @@ class DiffAttention(Attention):
         return (torch.exp((self.lambda_q1 * self.lambda_k1).sum().float())
                 - torch.exp((self.lambda_q2 * self.lambda_k2).sum().float()) + self.lambda_init)
 
-    def _rope(self, x_BHT2E: Tensor, pos_BT: Tensor) -> Tensor:
-        if self.rotary is None: return x_BHT2E
-        return torch.cat([self.rotary(x_BHTE, pos_BT) for x_BHTE in x_BHT2E.chunk(2, dim=-1)], dim=-1)
-
-    def qkv(self, x_BTD: Tensor, pos_BT: Tensor):
-        "Queries [Q1|Q2] (B, H, T, 2E), keys [K1|K2] and values (B, K, T, 2E), each query/key half rotated."
-        B, T, _ = x_BTD.shape
-        H, K, E = self.n_heads, self.n_kv_heads, self.head_dim
-        q_BTH2E, k_BTK2E, v_BTK2E = self.wqkv(x_BTD).view(B, T, H + 2 * K, 2 * E).split([H, K, K], dim=2)
-        q_BHT2E, k_BKT2E, v_BKT2E = q_BTH2E.transpose(1, 2), k_BTK2E.transpose(1, 2), v_BTK2E.transpose(1, 2)
-        return self._rope(q_BHT2E, pos_BT), self._rope(k_BKT2E, pos_BT), v_BKT2E
-
-    def forward(self, x_BTD: Tensor, pos_BT: Tensor, cache=None, mask: Mask = Mask(), return_probs: bool = False):
-        "Returns `(y_BTD, A1 − λ·A2 as probs_BHTS)` with H = n_heads/2; probs only when `return_probs`."
-        B, T, _ = x_BTD.shape
-        q_BHT2E, k_BKS2E, v_BKS2E = self.qkv(x_BTD, pos_BT)
-        k_pos_BS = pos_BT
-        if cache is not None: k_BKS2E, v_BKS2E, k_pos_BS = cache.update(k_BKS2E, v_BKS2E, pos_BT)
+    def mix(self, q_BHT2E, k_BKS2E, v_BKS2E, pos_BT, k_pos_BS, mask, cache, return_probs):
+        "Two softmax maps over the same 2E-wide values, subtracted with weight λ; probs are A1 − λ·A2."
         (q1_BHTE, q2_BHTE), (k1_BKSE, k2_BKSE) = q_BHT2E.chunk(2, dim=-1), k_BKS2E.chunk(2, dim=-1)
         kw = dict(q_pos_BT=pos_BT, k_pos_BS=k_pos_BS, mask=mask, window=self.window,
                   dropout=self.dropout if self.training else 0.0, return_probs=return_probs)
         y1_BHT2E, a1_BHTS = attend(q1_BHTE, k1_BKSE, v_BKS2E, **kw)
         y2_BHT2E, a2_BHTS = attend(q2_BHTE, k2_BKSE, v_BKS2E, **kw)
         lam = self.lambda_full().type_as(y1_BHT2E)
-        y_BHT2E = self.subln(y1_BHT2E - lam * y2_BHT2E) * (1 - self.lambda_init)
-        y_BTD = self.resid_drop(self.wo(y_BHT2E.transpose(1, 2).reshape(B, T, -1)))
-        return y_BTD, (a1_BHTS - lam * a2_BHTS if return_probs else None)
+        return y1_BHT2E - lam * y2_BHT2E, (a1_BHTS - lam * a2_BHTS if return_probs else None)
 
-    def new_cache(self, batch: int, max_len: int, dtype, device) -> KVCache:
-        "[K1|K2] and V, both 2E wide, for the n_kv_heads/2 KV heads (a ring buffer for a window shorter than max_len)."
-        ring = self.window is not None and self.window < max_len
-        cls = RingKVCache if ring else KVCache
-        return cls(batch, self.n_kv_heads, self.window if ring else max_len, 2 * self.head_dim, dtype, device)
+    def out(self, y_BHT2E: Tensor) -> Tensor:
+        "Per-head RMSNorm over the 2E features, scaled by (1 − λ_init), then the output projection."
+        return super().out(self.subln(y_BHT2E) * (1 - self.lambda_init))
 
-    def kv_bytes_per_token(self, dtype_bytes: int) -> int: return 2 * self.n_kv_heads * 2 * self.head_dim * dtype_bytes
     def attn_flops_per_token(self, ctx: int) -> int:
         "Training FLOPs of the two score maps (width E) and their sum over 2E-wide values: 18·H·E·ctx for the baseline's H heads."
         return 18 * (2 * self.n_heads) * self.head_dim * ctx

@@ -7,7 +7,8 @@ from __future__ import annotations
 import math
 import torch
 from torch import Tensor
-from .config import ModelConfig, AUX_LOSSES
+from .config import ModelConfig, AUX_LOSSES, opt
+from .attention import require
 
 # %% auto #0
 __all__ = ['HEAD_DISTANCES', 'head_pairs', 'mse_distance', 'jsd_distance', 'HeadSimLoss']
@@ -43,6 +44,17 @@ def jsd_distance(probs_BHTS: Tensor) -> Tensor:
 HEAD_DISTANCES = dict(mse=mse_distance, jsd=jsd_distance)
 
 # %% ../nbs/16_head_sim.ipynb #98464b96
+ModelConfig.add_fields(
+    head_sim_loss=opt(False, "HeadSim: compute the auxiliary head-similarity loss (logged; see head_sim_loss_weight)", type='bool'),
+    head_sim_loss_type=opt('jsd', "HeadSim: how heads' attention maps are compared", choices=('mse', 'jsd'), type='str'),
+    head_sim_loss_weight=opt(0.1, "HeadSim: weight in the training loss (0 = computed and logged, no gradient)", ge=0, type='float'),
+    head_sim_loss_after_warmup=opt(False, "HeadSim: leave the loss out of the gradient until warmup ends (still logged)", type='bool'))
+
+@ModelConfig.add_check
+def _head_sim_needs_distributions(cfg: ModelConfig):
+    "Jensen–Shannon divergence compares probability distributions: refuse attention types whose weights are not."
+    if cfg.head_sim_loss and cfg.head_sim_loss_type == 'jsd': require(cfg.attention, 'distributions', "head_sim_loss_type='jsd'")
+
 class HeadSimLoss:
     "Head similarity 1 − mean pairwise distance of attention maps, averaged over layers (NanoFormer's HeadSim)."
     name = 'head_sim_loss'

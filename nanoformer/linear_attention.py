@@ -9,8 +9,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
-from .config import ModelConfig, ATTENTION, check
-from .attention import CausalSelfAttention, Mask
+from .config import ModelConfig, ATTENTION, check, opt
+from .attention import CausalSelfAttention, FEATURES, Mask
 
 # %% auto #0
 __all__ = ['EPS', 'elu_feature_map', 'linear_attention_naive', 'linear_attention_recurrent', 'linear_attention_chunked',
@@ -20,6 +20,8 @@ __all__ = ['EPS', 'elu_feature_map', 'linear_attention_naive', 'linear_attention
 def elu_feature_map(x: Tensor) -> Tensor:
     "φ(x) = elu(x) + 1 (Katharopoulos et al. 2020, eq. 7): a positive feature map."
     return F.elu(x) + 1
+
+ModelConfig.add_fields(linear_norm=opt(True, "linear attention: normalise by φ(q)·Σφ(k) as Katharopoulos et al.", type='bool'))
 
 # %% ../nbs/13_linear_attention.ipynb #a092bc2c
 EPS = 1e-6
@@ -102,30 +104,27 @@ class LinearAttention(CausalSelfAttention):
     "Causal linear attention with φ = elu + 1 (Katharopoulos et al. 2020); a fixed-size state for decoding."
     chunk = 64
 
+    supports = FEATURES.keys() - {'window', 'kv_share', 'doc_mask', 'kv_quant', 'eviction'}  # its cache is a state, not per-token K/V
+
     def __init__(self, cfg: ModelConfig, layer_idx: int = 0):
         super().__init__(cfg, layer_idx)
-        check(self.window is None, f"attention='linear' does not support a sliding window (window={self.window} at layer {layer_idx}); set window=None")
-        check(cfg.kv_share == 1, f"attention='linear' does not support cross-layer KV sharing (kv_share={cfg.kv_share}); set kv_share=1")
         self.normalise = cfg.linear_norm
 
-    def forward(self, x_BTD: Tensor, pos_BT: Tensor, cache=None, mask: Mask = Mask(), return_probs: bool = False):
-        check(mask.doc_BT is None, "attention='linear' does not support packed-document masks; use batching='random'")
+    def share_or_cache(self, k_BKTE, v_BKTE, pos_BT, cache, mask):
+        "Nothing to store per token: the decoding state is updated in `mix`."
+        return k_BKTE, v_BKTE, pos_BT
+
+    def mix(self, q_BHTE, k_BKTE, v_BKTE, pos_BT, k_pos_BT, mask, cache, return_probs):
+        "φ(q)·Σφ(k)vᵀ: the naive form with weights, the chunked parallel form for training, the recurrent form with a state."
         check(cache is None or not return_probs, "attention='linear' cannot return attention probabilities while decoding with its state")
-        B, T, _ = x_BTD.shape
-        q_BHTE, k_BKTE, v_BKTE = self.qkv(x_BTD, pos_BT)
         qf_BHTE = elu_feature_map(q_BHTE)
         kf_BKTE = elu_feature_map(k_BKTE) * (pos_BT >= 0)[:, None, :, None]
-        probs_BHTS = None
-        if return_probs:
-            y_BHTE, probs_BHTS = linear_attention_naive(qf_BHTE, kf_BKTE, v_BKTE, pos_BT, self.normalise)
-        elif cache is None:
-            y_BHTE = linear_attention_chunked(qf_BHTE, kf_BKTE, v_BKTE, normalise=self.normalise, chunk=self.chunk)[0]
-        else:
-            form = linear_attention_recurrent if T == 1 else linear_attention_chunked
-            y_BHTE, cache.S_BKEE, cache.z_BKE = form(qf_BHTE, kf_BKTE, v_BKTE, cache.S_BKEE, cache.z_BKE, self.normalise)
-            cache.len += T
-        y_BTD = self.resid_drop(self.wo(y_BHTE.transpose(1, 2).reshape(B, T, -1)))
-        return y_BTD, probs_BHTS
+        if return_probs: return linear_attention_naive(qf_BHTE, kf_BKTE, v_BKTE, pos_BT, self.normalise)
+        if cache is None: return linear_attention_chunked(qf_BHTE, kf_BKTE, v_BKTE, normalise=self.normalise, chunk=self.chunk)[0], None
+        form = linear_attention_recurrent if q_BHTE.shape[2] == 1 else linear_attention_chunked
+        y_BHTE, cache.S_BKEE, cache.z_BKE = form(qf_BHTE, kf_BKTE, v_BKTE, cache.S_BKEE, cache.z_BKE, self.normalise)
+        cache.len += q_BHTE.shape[2]
+        return y_BHTE, None
 
     def new_cache(self, batch: int, max_len: int, dtype, device) -> LinearAttentionState:
         return LinearAttentionState(batch, self.n_kv_heads, self.head_dim, dtype, device)

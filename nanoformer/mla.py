@@ -8,14 +8,19 @@ import math
 import torch
 import torch.nn as nn
 from torch import Tensor
-from .config import ModelConfig, ATTENTION, check
+from .config import ModelConfig, ATTENTION, check, opt
 from .layers import RMSNorm, Rotary
-from .attention import Attention, Mask, KVCache, RingKVCache, attend
+from .attention import Attention, FEATURES, Mask, KVCache, RingKVCache, attend
 
 # %% auto #0
 __all__ = ['MLACache', 'RingMLACache', 'MultiHeadLatentAttention']
 
 # %% ../nbs/14_mla.ipynb #098e5467
+ModelConfig.add_fields(
+    kv_lora_rank=opt(None, "MLA: width of the compressed KV latent (default 4·head_dim)", ge=1, type='int | None'),
+    q_lora_rank=opt(None, "MLA: width of the compressed query latent (None = full-rank queries)", ge=1, type='int | None'),
+    rope_head_dim=opt(None, "MLA: width of the decoupled RoPE key/query part (default head_dim // 2)", ge=1, type='int | None'))
+
 class MLACache(KVCache):
     "Latent cache: a `KVCache` with one 'head' whose keys are c_KV (width L) and whose values are k_R (width R)."
     def __init__(self, batch: int, max_len: int, kv_lora_rank: int, rope_head_dim: int, dtype, device):
@@ -28,18 +33,20 @@ class RingMLACache(RingKVCache, MLACache):
 @ATTENTION.register('mla')
 class MultiHeadLatentAttention(Attention):
     "Multi-head latent attention (DeepSeek-V2): a cached KV latent plus a shared decoupled-RoPE key."
+    supports = FEATURES.keys() - {'kv_share'}  # the latent is already one shared "head"; sharing it across layers is not MLA
     absorb = True  # decode with the absorbed weights (MQA over the latent) rather than up-projecting the cache
 
     def __init__(self, cfg: ModelConfig, layer_idx: int = 0):
-        super().__init__()
-        H, E, D = cfg.n_heads, cfg.head_dim, cfg.d_model
-        L, R = cfg.kv_lora_rank or 4 * E, cfg.rope_head_dim or E // 2
         check(cfg.n_kv_heads == cfg.n_heads, f"attention='mla' compresses K/V into a latent instead of sharing KV heads; n_kv_heads={cfg.n_kv_heads} must equal n_heads={cfg.n_heads} (tune kv_lora_rank instead)")
-        check(cfg.kv_share == 1, f"attention='mla' does not support cross-layer KV sharing (kv_share={cfg.kv_share}); set kv_share=1")
+        super().__init__(cfg, layer_idx)
+        self.scale = 1 / math.sqrt(self.head_dim + self.rope_head_dim)
+
+    def projections(self, cfg: ModelConfig):
+        "Query (optionally through a latent), the joint KV latent and RoPE key `wkv_a`, its up-projection `wkv_b`, and `wo`."
+        H, E, D = self.n_heads, self.head_dim, cfg.d_model
+        L, R = cfg.kv_lora_rank or 4 * E, cfg.rope_head_dim or E // 2
         check(cfg.pos != 'rope' or R % 2 == 0, f"rope_head_dim={R} must be even for RoPE")
-        self.n_heads, self.head_dim, self.kv_lora_rank, self.rope_head_dim = H, E, L, R
-        self.window, self.dropout, self.layer_idx = cfg.layer_window(layer_idx), cfg.dropout, layer_idx
-        self.scale = 1 / math.sqrt(E + R)
+        self.kv_lora_rank, self.rope_head_dim = L, R
         if cfg.q_lora_rank is None: self.wq = nn.Linear(D, H * (E + R), bias=False)
         else: self.wq = nn.Sequential(nn.Linear(D, cfg.q_lora_rank, bias=False), RMSNorm(cfg.q_lora_rank, cfg.norm_eps),
                                       nn.Linear(cfg.q_lora_rank, H * (E + R), bias=False))
@@ -49,7 +56,6 @@ class MultiHeadLatentAttention(Attention):
         self.wo = nn.Linear(H * E, D, bias=False)
         self.wo.residual = True
         self.rotary = Rotary(R, cfg.rope_theta) if cfg.pos == 'rope' else None
-        self.resid_drop = nn.Dropout(cfg.dropout)
 
     def _rope(self, x: Tensor, pos_BT: Tensor) -> Tensor: return x if self.rotary is None else self.rotary(x, pos_BT)
 
@@ -65,35 +71,31 @@ class MultiHeadLatentAttention(Attention):
         qC_BHTE, qR_BHTR = q_BHTF.split([self.head_dim, self.rope_head_dim], -1)
         return qC_BHTE, self._rope(qR_BHTR, pos_BT)
 
+    def qkv(self, x_BTD: Tensor, pos_BT: Tensor):
+        "Queries [qC|qR] (B, H, T, E+R); in the key and value slots, what the cache stores: the latent c and the RoPE key kR."
+        qC_BHTE, qR_BHTR = self.queries(x_BTD, pos_BT)
+        return torch.cat([qC_BHTE, qR_BHTR], -1), *self.latent(x_BTD, pos_BT)
+
     def up_project(self, c_B1SL: Tensor):
         "Per-head content keys and values from the latents: kC_BHSE, v_BHSE."
         B, _, S, _ = c_B1SL.shape
         kv_BHS2E = self.wkv_b(c_B1SL[:, 0]).view(B, S, self.n_heads, 2 * self.head_dim).transpose(1, 2)
         return kv_BHS2E.split(self.head_dim, -1)
 
-    def forward(self, x_BTD: Tensor, pos_BT: Tensor, cache=None, mask: Mask = Mask(), return_probs: bool = False):
-        B, T, _ = x_BTD.shape
-        qC_BHTE, qR_BHTR = self.queries(x_BTD, pos_BT)
-        c_B1SL, kR_B1SR = self.latent(x_BTD, pos_BT)
-        k_pos_BS = pos_BT
-        if cache is not None: c_B1SL, kR_B1SR, k_pos_BS = cache.update(c_B1SL, kR_B1SR, pos_BT)
+    def mix(self, q_BHTF, c_B1SL, kR_B1SR, pos_BT, k_pos_BS, mask, cache, return_probs):
+        "Decoding with a cache: absorbed (MQA over the latent); otherwise keys and values up-projected per head."
         dropout = self.dropout if self.training else 0.0
         if cache is not None and self.absorb:
+            qC_BHTE, qR_BHTR = q_BHTF.split([self.head_dim, self.rope_head_dim], -1)
             wUK_HEL, wUV_HEL = self.wkv_b.weight.view(self.n_heads, 2, self.head_dim, -1).unbind(1)
-            q_BHTF = torch.cat([torch.einsum('bhte,hel->bhtl', qC_BHTE, wUK_HEL), qR_BHTR], -1)
-            k_B1SF = torch.cat([c_B1SL, kR_B1SR], -1)
-            yc_BHTL, probs_BHTS = attend(q_BHTF, k_B1SF, c_B1SL, pos_BT, k_pos_BS, mask, self.window, self.scale,
-                                         dropout, return_probs)
-            y_BHTE = torch.einsum('bhtl,hel->bhte', yc_BHTL, wUV_HEL)
-        else:
-            kC_BHSE, v_BHSE = self.up_project(c_B1SL)
-            S = kC_BHSE.shape[2]
-            q_BHTF = torch.cat([qC_BHTE, qR_BHTR], -1)
-            k_BHSF = torch.cat([kC_BHSE, kR_B1SR.expand(B, self.n_heads, S, self.rope_head_dim)], -1)
-            y_BHTE, probs_BHTS = attend(q_BHTF, k_BHSF, v_BHSE, pos_BT, k_pos_BS, mask, self.window, self.scale,
-                                        dropout, return_probs)
-        y_BTD = self.resid_drop(self.wo(y_BHTE.transpose(1, 2).reshape(B, T, -1)))
-        return y_BTD, probs_BHTS
+            q_BHTG = torch.cat([torch.einsum('bhte,hel->bhtl', qC_BHTE, wUK_HEL), qR_BHTR], -1)
+            yc_BHTL, probs_BHTS = attend(q_BHTG, torch.cat([c_B1SL, kR_B1SR], -1), c_B1SL, pos_BT, k_pos_BS, mask, self.window,
+                                         self.scale, dropout, return_probs)
+            return torch.einsum('bhtl,hel->bhte', yc_BHTL, wUV_HEL), probs_BHTS
+        kC_BHSE, v_BHSE = self.up_project(c_B1SL)
+        B, H, S, _ = kC_BHSE.shape
+        k_BHSF = torch.cat([kC_BHSE, kR_B1SR.expand(B, H, S, self.rope_head_dim)], -1)
+        return attend(q_BHTF, k_BHSF, v_BHSE, pos_BT, k_pos_BS, mask, self.window, self.scale, dropout, return_probs)
 
     def new_cache(self, batch: int, max_len: int, dtype, device) -> MLACache:
         ring = self.window is not None and self.window < max_len
@@ -101,6 +103,7 @@ class MultiHeadLatentAttention(Attention):
         return cls(batch, self.window if ring else max_len, self.kv_lora_rank, self.rope_head_dim, dtype, device)
 
     def kv_bytes_per_token(self, dtype_bytes: int) -> int: return (self.kv_lora_rank + self.rope_head_dim) * dtype_bytes
+
     def attn_flops_per_token(self, ctx: int) -> int:
         "Training FLOPs per token: scores over E + R features, values of width E."
         return 6 * self.n_heads * (2 * self.head_dim + self.rope_head_dim) * ctx

@@ -29,7 +29,7 @@ class Block(nn.Module):
         super().__init__()
         self.norm1, self.attn = make_norm(cfg), ATTENTION[cfg.attention](cfg, layer_idx)
         self.norm2, self.mlp = make_norm(cfg), make_mlp(cfg)
-    def forward(self, x_BTD: Tensor, pos_BT: Tensor, cache=None, mask: Mask = Mask(), return_probs: bool = False):
+    def forward(self, x_BTD: Tensor, pos_BT: Tensor, cache=None, mask: Mask | None = None, return_probs: bool = False):
         a_BTD, probs_BHTS = self.attn(self.norm1(x_BTD), pos_BT, cache, mask, return_probs)
         x_BTD = x_BTD + a_BTD
         return x_BTD + self.mlp(self.norm2(x_BTD)), probs_BHTS

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from .config import ModelConfig, ATTENTION, BLOCKS, check
 from .layers import ACTIVATIONS
-from .attention import CausalSelfAttention, Mask, attend
+from .attention import CausalSelfAttention, Mask
 
 # %% auto #0
 __all__ = ['unit', 'Scale', 'OnSphere', 'NGPTEmbedding', 'NGPTHead', 'NGPTAttention', 'NGPTMLP', 'sphere_step', 'NGPTBlock',
@@ -66,19 +66,16 @@ class NGPTAttention(OnSphere, CausalSelfAttention):
         check(cfg.pos != 'learned', "attention='ngpt' keeps hidden states on the hypersphere; use pos='rope' or 'none', not 'learned'")
         super().__init__(cfg, layer_idx)
         self.s_qk = Scale(self.n_heads * self.head_dim, 1.0, cfg.d_model ** -0.5)
+        self.scale = math.sqrt(self.head_dim)  # softmax scale √E: q·k of unit vectors is a cosine
 
     def sphere_weights(self): return [(self.wqkv.weight, 1), (self.wo.weight, 0)]
 
-    def forward(self, x_BTD: Tensor, pos_BT: Tensor, cache=None, mask: Mask = Mask(), return_probs: bool = False):
-        B, T, _ = x_BTD.shape
-        q_BHTE, k_BKSE, v_BKSE = self.qkv(x_BTD, pos_BT)
+    def transform_qk(self, q_BHTE: Tensor, k_BKTE: Tensor | None, pos_BT: Tensor):
+        "RoPE, then queries and keys onto the unit sphere; queries scaled by s_qk² per head dimension (eq. 15–16)."
+        q_BHTE, k_BKTE = super().transform_qk(q_BHTE, k_BKTE, pos_BT)
         s2_H1E = self.s_qk().square().view(self.n_heads, 1, self.head_dim).to(q_BHTE.dtype)
-        q_BHTE, k_BKSE = unit(q_BHTE) * s2_H1E, unit(k_BKSE)
-        k_pos_BS = pos_BT
-        if cache is not None: k_BKSE, v_BKSE, k_pos_BS = cache.update(k_BKSE, v_BKSE, pos_BT)
-        y_BHTE, probs_BHTS = attend(q_BHTE, k_BKSE, v_BKSE, pos_BT, k_pos_BS, mask, self.window, scale=math.sqrt(self.head_dim),
-                                    dropout=self.dropout if self.training else 0.0, return_probs=return_probs)
-        return self.resid_drop(self.wo(y_BHTE.transpose(1, 2).reshape(B, T, -1))), probs_BHTS
+        return unit(q_BHTE) * s2_H1E, (unit(k_BKTE) if k_BKTE is not None else None)
+
 
 # %% ../nbs/11_ngpt.ipynb #9cfdb905
 class NGPTMLP(OnSphere, nn.Module):
@@ -117,7 +114,7 @@ class NGPTBlock(nn.Module):
         self.alpha_a = Scale(cfg.d_model, self.alpha_init, cfg.d_model ** -0.5)
         self.alpha_m = Scale(cfg.d_model, self.alpha_init, cfg.d_model ** -0.5)
 
-    def forward(self, h_BTD: Tensor, pos_BT: Tensor, cache=None, mask: Mask = Mask(), return_probs: bool = False):
+    def forward(self, h_BTD: Tensor, pos_BT: Tensor, cache=None, mask: Mask | None = None, return_probs: bool = False):
         a_BTD, probs_BHTS = self.attn(h_BTD, pos_BT, cache, mask, return_probs)
         h_BTD = sphere_step(h_BTD, a_BTD, self.alpha_a())
         return sphere_step(h_BTD, self.mlp(h_BTD), self.alpha_m()), probs_BHTS
