@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 
 # %% auto #0
-__all__ = ['ATTENTION', 'NORMS', 'MLPS', 'BLOCKS', 'AUX_LOSSES', 'MODEL_HOOKS', 'OPTIMIZERS', 'PRESETS', 'NanoformerError',
-           'check', 'declaring_modules', 'discover', 'Registry', 'opt', 'field_type', 'check_field', 'ConfigMixin',
-           'ModelConfig', 'preset']
+__all__ = ['ATTENTION', 'NORMS', 'MLPS', 'BLOCKS', 'AUX_LOSSES', 'MODEL_HOOKS', 'ACTIVATIONS', 'OPTIMIZERS', 'PRESETS',
+           'NanoformerError', 'check', 'declaring_modules', 'discover', 'Registry', 'opt', 'field_type', 'check_field',
+           'ConfigMixin', 'ModelConfig', 'preset']
 
 # %% ../nbs/00_config.ipynb #08e2a0ec
 class NanoformerError(ValueError):
@@ -84,6 +84,7 @@ class Registry:
 
 ATTENTION, NORMS, MLPS, BLOCKS = Registry('attention', 'ATTENTION'), Registry('norm', 'NORMS'), Registry('mlp', 'MLPS'), Registry('block', 'BLOCKS')
 AUX_LOSSES, MODEL_HOOKS = Registry('auxiliary loss', 'AUX_LOSSES'), Registry('model hook', 'MODEL_HOOKS')
+ACTIVATIONS = Registry('activation', 'ACTIVATIONS')
 OPTIMIZERS = Registry('optimizer', 'OPTIMIZERS')
 
 # %% ../nbs/00_config.ipynb #a7181ed2
@@ -221,7 +222,7 @@ class ModelConfig(ConfigMixin):
     norm: str = opt('rmsnorm', "normalisation layer (a registered name)", choices=NORMS)
     norm_eps: float = opt(1e-5, "epsilon of the norm layers", aliases=('rms_norm_eps',), gt=0)
     mlp: str = opt('glu', "feed-forward type: 'glu' (gated, e.g. SwiGLU) or 'mlp' (plain)", choices=MLPS)
-    activation: str = opt('silu', "MLP activation", aliases=('hidden_act',), choices=('gelu', 'silu', 'relu', 'relu2'))
+    activation: str = opt('silu', "MLP activation (a registered name)", aliases=('hidden_act',), choices=ACTIVATIONS)
     mlp_hidden: int | None = opt(None, "MLP hidden width (default 4·d_model, or 8/3·d_model rounded up to 32 for gated MLPs)", aliases=('intermediate_size',), ge=1)
     pos: str = opt('rope', "position encoding", choices=('rope', 'learned', 'none'))
     rope_theta: float = opt(10000.0, "RoPE base frequency", gt=0)

@@ -9,10 +9,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
-from .config import ModelConfig, NORMS, MLPS
+from .config import ModelConfig, NORMS, MLPS, ACTIVATIONS
 
 # %% auto #0
-__all__ = ['ACTIVATIONS', 'RMSNorm', 'LayerNorm', 'make_norm', 'MLP', 'GLU', 'make_mlp', 'Rotary']
+__all__ = ['RMSNorm', 'LayerNorm', 'make_norm', 'MLP', 'GLU', 'make_mlp', 'Rotary']
 
 # %% ../nbs/01_layers.ipynb #7bbea6a3
 @NORMS.register('rmsnorm')
@@ -37,12 +37,11 @@ def make_norm(cfg: ModelConfig, dim: int | None = None) -> nn.Module:
     return NORMS[cfg.norm](dim or cfg.d_model, eps=cfg.norm_eps, bias=cfg.bias)
 
 # %% ../nbs/01_layers.ipynb #a6611d36
-ACTIVATIONS = {
-    'gelu': lambda x: F.gelu(x, approximate='tanh'),
-    'silu': F.silu,
-    'relu': F.relu,
-    'relu2': lambda x: F.relu(x).square(),
-}
+ACTIVATIONS.register('gelu')(lambda x: F.gelu(x, approximate='tanh'))  # GPT-2's tanh approximation (Hugging Face's gelu_new)
+ACTIVATIONS.register('gelu_exact')(F.gelu)                          # the erf form: torch's nn.GELU(), nanoGPT's MLP
+ACTIVATIONS.register('silu')(F.silu)
+ACTIVATIONS.register('relu')(F.relu)
+ACTIVATIONS.register('relu2')(lambda x: F.relu(x).square())          # squared ReLU (So et al. 2021, Primer)
 
 @MLPS.register('mlp')
 class MLP(nn.Module):
