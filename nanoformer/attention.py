@@ -37,7 +37,7 @@ class Mask:
 FEATURES = {
     'window': 'a sliding window (window, window_pattern)',
     'kv_share': 'cross-layer KV sharing (kv_share > 1)',
-    'doc_mask': "packed-document masks (batching='packed')",
+    'doc_mask': "packed-document masks (batching='packed_docs')",
     'memory': 'segment memory (mem_len)',
     'kv_quant': 'int8/int4 KV caches',
     'eviction': 'StreamingLLM / H2O cache eviction',

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 from .config import check
-from .attention import KVCache, RingKVCache
+from .attention import FEATURES, KVCache, NoCache, RingKVCache, require
 from .model import GPT, ModelCache
 from .generate import sample_next
 
@@ -66,7 +66,9 @@ class QuantizedKVCache:
         return dequantize(kq_BKSW, self.bits, self.dtype), dequantize(vq_BKSW, self.bits, self.dtype), pos_BS
 
 def quantize_cache(cache: ModelCache, bits: int = 8) -> ModelCache:
-    "Quantize every layer cache that is a `KVCache` (dense, ring, MLA latent, eviction); leave the others (linear-attention state, `NoCache`)."
+    "Quantize every layer's `KVCache` (dense, ring, MLA latent, eviction); a `NoCache` (KV sharing) holds nothing; any other state is refused."
+    for c in cache.layers:
+        check(isinstance(c, (KVCache, NoCache)), f"a {type(c).__name__} holds no per-token keys and values to quantize: its attention type does not support {FEATURES['kv_quant']}")
     return ModelCache([QuantizedKVCache(c, bits) if isinstance(c, KVCache) else c for c in cache.layers], cache.seen)
 
 # %% ../nbs/31_kv_cache.ipynb #fdee4d26
@@ -145,6 +147,8 @@ EVICTION = {'window': RingKVCache, 'streaming': StreamingKVCache, 'h2o': H2OKVCa
 def budget_cache(model: GPT, batch: int, budget: int, policy: str = 'streaming', **kwargs) -> ModelCache:
     "A cache whose `KVCache` layers hold at most `budget` tokens, evicted by `policy` ('window', 'streaming', 'h2o')."
     check(policy in EVICTION, f"policy={policy!r} is not allowed; choose one of: {', '.join(EVICTION)}")
+    require(model.cfg.attention, 'eviction', f"policy={policy!r}")
+    if policy == 'h2o': require(model.cfg.attention, 'distributions', "policy='h2o'")  # its scores sum attention weights
     def limit(c):
         if not isinstance(c, KVCache) or isinstance(c, RingKVCache): return c
         B, K, S, E = c.k_BKSE.shape
