@@ -4,13 +4,13 @@
 
 # %% ../nbs/06_cli.ipynb #f93670de
 from __future__ import annotations
-import argparse, json, os, signal, sys
+import argparse, errno, json, os, signal, sys
 from dataclasses import fields, MISSING
 from pathlib import Path
 from fastcore.script import call_parse, Param, store_true
 from .config import ModelConfig, NanoformerError, PRESETS, Registry, check, preset
 from .model import estimate
-from .train import TrainConfig, train
+from .train import TrainConfig, resume_point, train
 
 # %% auto #0
 __all__ = ['add_dataclass_flags', 'train_parser', 'configs_from_args', 'estimate_report', 'main', 'nanoformer_train',
@@ -59,16 +59,27 @@ def train_parser() -> argparse.ArgumentParser:
     add_dataclass_flags(p, TrainConfig, 'training (TrainConfig)')
     return p
 
-def configs_from_args(argv: list[str] | None = None) -> tuple[ModelConfig, TrainConfig, bool]:
-    "Parse the command line into `(ModelConfig, TrainConfig, estimate_only)`."
+_SESSION = ('out_dir', 'run_name', 'device', 'compile', 'fsdp', 'resume_from_checkpoint', 'checkpoint_path', 'wandb', 'wandb_project', 'progress')
+
+def configs_from_args(argv: list[str] | None = None) -> tuple[ModelConfig | None, TrainConfig, bool]:
+    """Parse the command line into `(ModelConfig, TrainConfig, estimate_only)`. Resuming, training settings not given as flags
+    are the checkpoint's (its `train_config.json`, except where and how this session runs: `_SESSION`), and the model config is
+    None — the checkpoint's — unless model flags, `--preset` or `--config` are given: `train` then refuses any that differ."""
     ns = vars(train_parser().parse_args(argv))
     model_keys, train_keys = {f.name for f in fields(ModelConfig)}, {f.name for f in fields(TrainConfig)}
+    train_flags, model_flags = {k: v for k, v in ns.items() if k in train_keys}, {k: v for k, v in ns.items() if k in model_keys}
+    ckpt = resume_point(TrainConfig(**train_flags)) if train_flags.get('resume_from_checkpoint') else None
+    if ckpt is not None and (ckpt / 'train_config.json').is_file():
+        saved = TrainConfig.from_json(ckpt / 'train_config.json').to_dict()
+        train_flags = {**{k: v for k, v in saved.items() if k not in _SESSION}, **train_flags}
+    tc = TrainConfig(**train_flags)
+    if ckpt is not None and not (model_flags or 'preset' in ns or 'config' in ns):
+        return (ModelConfig.from_json(ckpt / 'config.json') if ns.get('estimate') else None), tc, ns.get('estimate', False)
     base = dict(PRESETS[ns['preset']]) if 'preset' in ns else {}
     if 'config' in ns: base.update(ModelConfig.from_json(ns['config']).to_dict())
-    base.update({k: v for k, v in ns.items() if k in model_keys})
-    mc = ModelConfig(**base)
-    tc = TrainConfig(**{k: v for k, v in ns.items() if k in train_keys})
-    return mc, tc, ns.get('estimate', False)
+    elif ckpt is not None and 'preset' not in ns: base = ModelConfig.from_json(ckpt / 'config.json').to_dict()  # the flags change the checkpoint's
+    base.update(model_flags)
+    return ModelConfig(**base), tc, ns.get('estimate', False)
 
 # %% ../nbs/06_cli.ipynb #314fb834
 def estimate_report(mc: ModelConfig, tc: TrainConfig) -> dict:
@@ -93,15 +104,21 @@ def _print_report(r: dict):
         print(f"{k:32} {v:,.3f}" if isinstance(v, float) else f"{k:32} {v:,}")
 
 # %% ../nbs/06_cli.ipynb #f70534d7
+_INPUT_ERRNOS = {errno.ENOENT, errno.EISDIR, errno.ENOTDIR, errno.EACCES, errno.EPERM, errno.EROFS, errno.EEXIST, errno.ENAMETOOLONG}
+
 def main(fn):
-    "Run `fn`, turning `NanoformerError` into `error: <message>` on stderr and exit status 2."
+    """Run `fn`: a `NanoformerError` becomes `error: <message>` on stderr and exit status 2 — 1 for a run that failed on its own
+    (`TrainingFailed`: diverged, disk full) — and so does an operating-system error (2 for a path that cannot be used, 1 otherwise)."""
     try: return fn()
     except NanoformerError as e:
         print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+        sys.exit(getattr(e, 'exit_code', 2))
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
+    except OSError as e:
+        print(f"error: {e.strerror or e}{f' ({e.filename})' if e.filename else ''}", file=sys.stderr)
+        sys.exit(2 if e.errno in _INPUT_ERRNOS else 1)
 
 def nanoformer_train(argv: list[str] | None = None):
     "Console script: train a model (see `nanoformer_train --help`)."
@@ -110,6 +127,9 @@ def nanoformer_train(argv: list[str] | None = None):
         if est: return _print_report(estimate_report(mc, tc))
         res = train(tc, mc)
         if int(os.environ.get('RANK', '0')) != 0: return
+        if 'finished_at' in res:
+            return print(f"nothing to do: the run already finished (step {res['finished_at']}, max_steps={res['steps']}; its checkpoint: "
+                         f"{res['checkpoint']}); give a larger --max_steps to train on", file=sys.stderr)
         print(json.dumps(res, indent=1, default=str))
         if 'interrupted' in res:
             print(f"{res['interrupted']}: stopped; resume with --resume_from_checkpoint --checkpoint_path {res['run_dir']}", file=sys.stderr)
@@ -122,15 +142,28 @@ _DTYPES = ('float32', 'bfloat16', 'float16')
 
 def _unescape(s: str) -> str: return s.replace('\\n', '\n').replace('\\t', '\t')
 
+def _utf8(raw: bytes, what: str) -> str:
+    try: return raw.decode('utf-8')
+    except UnicodeDecodeError as e:
+        raise NanoformerError(f"{what} is not UTF-8 text (byte {raw[e.start]:#04x} at offset {e.start}); convert it first, e.g. with `iconv -f latin1 -t utf-8`") from None
+
 def _check_prompt(prompt: str | None, prompt_file: str | None):
     check(prompt is None or prompt_file is None, "give --prompt or --prompt_file, not both")
-    check(prompt_file is None or Path(prompt_file).is_file(), f"prompt_file {prompt_file!r} does not exist")
+    if prompt is not None: _utf8(prompt.encode('utf-8', 'surrogateescape'), '--prompt')  # undecodable bytes on the command line
+    if prompt_file is not None:
+        check(os.path.exists(prompt_file), f"prompt_file {prompt_file!r} does not exist")
+        check(not os.path.isdir(prompt_file), f"prompt_file {prompt_file!r} is a directory, not a file")
 
 def _read_prompt(prompt: str | None, prompt_file: str | None) -> str:
-    "The prompt from `--prompt`, `--prompt_file`, or piped stdin (in that order); '' if none."
+    "The prompt from `--prompt`, `--prompt_file` (a file or a pipe, e.g. `<(...)`), or piped stdin (in that order), read as UTF-8; '' if none."
     if prompt is not None: return prompt
-    if prompt_file is not None: return Path(prompt_file).read_text()
-    return '' if sys.stdin is None or sys.stdin.isatty() else sys.stdin.read()
+    if prompt_file is not None:
+        try: raw = Path(prompt_file).read_bytes()
+        except OSError as e: raise NanoformerError(f"could not read prompt_file {prompt_file!r} ({e.strerror or e})") from None
+        return _utf8(raw, f"prompt_file {prompt_file!r}")
+    if sys.stdin is None or sys.stdin.isatty(): return ''
+    raw = getattr(sys.stdin, 'buffer', None)
+    return _utf8(raw.read(), 'stdin') if raw is not None else sys.stdin.read()  # a text-only stdin (a StringIO) is already text
 
 @call_parse
 def nanoformer_generate(
@@ -156,7 +189,7 @@ def nanoformer_generate(
         import torch
         from nanoformer.data import Tokenizer
         from nanoformer.model import from_pretrained
-        from nanoformer.train import latest_checkpoint, pick_device
+        from nanoformer.train import all_finite, latest_checkpoint, pick_device
         from nanoformer.generate import check_sampling, generate_text, stream_text
         check(checkpoint_path is not None, "--checkpoint_path is required: a run directory or a checkpoint directory")
         check_sampling(max_new_tokens, temperature, top_k, top_p, min_p, repetition_penalty, overflow)
@@ -170,6 +203,7 @@ def nanoformer_generate(
         _check_prompt(prompt, prompt_file)
         ckpt = latest_checkpoint(checkpoint_path)
         model = from_pretrained(ckpt, device=dev).to(getattr(torch, dtype))
+        check(all_finite(model), f"checkpoint {str(ckpt)!r}: its weights are not finite (NaN or inf); generate from another checkpoint")
         check((ckpt / 'tokenizer').exists(), f"{str(ckpt)!r} has no tokenizer/ directory: not a nanoformer_train checkpoint")
         tok = Tokenizer.load(ckpt / 'tokenizer')
         text = _read_prompt(prompt, prompt_file)  # stdin last: a bad flag or checkpoint must not wait for input

@@ -27,13 +27,16 @@ _TOP_KEYS, _RUN_KEYS = {'train', 'model', 'seeds', 'runs', 'tune'}, {'name', 'pr
 def read_spec(path) -> dict:
     "Read a comparison file (`.json`, `.yaml` or `.yml`) into `dict(train, model, seeds, runs)`."
     path = Path(path)
-    check(path.is_file(), f"comparison file {str(path)!r} does not exist")
+    check(path.exists(), f"comparison file {str(path)!r} does not exist")
+    check(path.is_file(), f"comparison file {str(path)!r} is a directory, not a file" if path.is_dir() else f"comparison file {str(path)!r} is not a regular file")
     check(path.suffix in ('.json', '.yaml', '.yml'), f"comparison file {str(path)!r} must end in .json, .yaml or .yml")
+    try: text = path.read_text(encoding='utf-8')
+    except (OSError, UnicodeDecodeError) as e: raise NanoformerError(f"could not read {str(path)!r} ({getattr(e, 'strerror', None) or type(e).__name__})") from None
     try:
-        if path.suffix == '.json': spec = json.loads(path.read_text())
+        if path.suffix == '.json': spec = json.loads(text)
         else:
             import yaml
-            spec = yaml.safe_load(path.read_text())
+            spec = yaml.safe_load(text)
     except Exception as e: raise NanoformerError(f"could not parse {str(path)!r}: {str(e).splitlines()[0][:150]}") from None
     if isinstance(spec, list): spec = dict(runs=spec)
     check(isinstance(spec, dict), f"{str(path)!r} must hold a mapping with 'runs' (or a list of runs)")
@@ -51,19 +54,28 @@ def _train_config(spec: dict, r: dict, train_overrides: dict | None, **fixed) ->
     "A run's `TrainConfig`: the file's `train`, then command-line overrides, then the run's own `train`, then `fixed` (seed, lr, where it goes)."
     return TrainConfig(**{**spec['train'], **(train_overrides or {}), **r.get('train', {}), **fixed, 'progress': False})
 
+def _mapping(v, what: str):
+    check(v is None or isinstance(v, dict), f"{what} must be a mapping of settings, got {type(v).__name__}: {v!r}"[:300])
+
 def _check_runs(spec: dict):
+    "The shape of a comparison: `train`, `model` and `tune` mappings, runs with unique names and mappings of their own."
+    for key in ('train', 'model', 'tune'): _mapping(spec.get(key), f"'{key}'")
     runs = spec['runs']
-    check(len(runs) > 0, "the comparison has no runs")
+    check(isinstance(runs, list) and len(runs) > 0, f"the comparison has no runs (got runs={runs!r})"[:300])
     names = [r.get('name') if isinstance(r, dict) else None for r in runs]
     check(all(isinstance(n, str) and n for n in names), f"every run needs a 'name' (got {names})")
     check(len(set(names)) == len(names), f"run names must be unique (got {names})")
+    for r in runs:
+        for key in ('train', 'model', 'tune'): _mapping(r.get(key), f"run {r['name']!r}: '{key}'")
 
 def plan_runs(spec: dict, out_dir, seeds: list[int] | None = None, train_overrides: dict | None = None,
               lrs: dict | None = None) -> list[dict]:
     "One `dict(name, seed, tc, mc)` per (run, seed), every config built and checked up front; `lrs` maps names to tuned learning rates."
-    seeds = list(seeds if seeds is not None else spec['seeds'])
+    seeds = seeds if seeds is not None else spec['seeds']
     _check_runs(spec)
-    check(len(seeds) > 0 and all(isinstance(s, int) for s in seeds), f"seeds={seeds!r} must be a non-empty list of integers")
+    check(isinstance(seeds, (list, tuple)) and len(seeds) > 0 and all(isinstance(s, int) and not isinstance(s, bool) for s in seeds),
+          f"seeds={seeds!r} must be a non-empty list of integers")
+    seeds = list(seeds)
     plan = []
     for r in spec['runs']:
         mc = _run_config(spec, r)
@@ -277,6 +289,7 @@ def compare(spec: dict, out_dir, seeds: list[int] | None = None, train_overrides
             keep_checkpoints: bool = False, progress: bool = True, resume: bool = False) -> list[dict]:
     "Tune each run's learning rate if asked, run every (config, seed) of `spec`, and write the CSVs and plots into `out_dir`."
     out_dir = Path(out_dir)
+    check(not out_dir.exists() or out_dir.is_dir(), f"out {str(out_dir)!r} is not a folder")
     tuning = plan_tuning(spec, out_dir, train_overrides)
     plan_runs(spec, out_dir, seeds, train_overrides)  # every config is checked before the first run
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -4,7 +4,7 @@
 
 # %% ../nbs/04_data.ipynb #f27611a0
 from __future__ import annotations
-import os, sys, gzip, json, math, zlib, shutil, hashlib, sysconfig, tempfile, urllib.request
+import os, sys, gzip, json, math, zlib, shutil, socket, hashlib, logging, secrets, sysconfig, tempfile, contextlib, urllib.parse, urllib.request
 from importlib import resources
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +28,31 @@ def cache_root(cache_dir: str | Path | None = None) -> Path:
 def _offline() -> bool:
     "Honour the Hugging Face offline switches for our own downloads too, so one flag keeps a whole run off the network."
     return any(os.environ.get(k, '').lower() in ('1', 'true', 'yes', 'on') for k in ('HF_HUB_OFFLINE', 'HF_DATASETS_OFFLINE'))
+
+_hub_answers: bool | None = None
+
+def _hub_reachable(timeout: float = 2.0) -> bool:
+    "Whether the Hugging Face Hub (or the HTTPS proxy in front of it) accepts a connection within `timeout` seconds; asked once per process."
+    global _hub_answers
+    if _hub_answers is None:
+        proxy = next((os.environ[k] for k in ('HTTPS_PROXY', 'https_proxy', 'ALL_PROXY', 'all_proxy') if os.environ.get(k)), None)
+        u = urllib.parse.urlsplit(proxy or os.environ.get('HF_ENDPOINT') or 'https://huggingface.co')
+        try:
+            with socket.create_connection((u.hostname, u.port or (443 if u.scheme == 'https' else 80)), timeout=timeout): _hub_answers = True
+        except (OSError, ValueError): _hub_answers = False
+    return _hub_answers
+
+def _hub_offline() -> bool:
+    """Whether the Hub must not be asked: an offline switch is on, or the Hub does not answer. Then the Hugging Face libraries
+    are switched offline too (they read the switches when imported), so they fail at once or read their caches instead of
+    retrying for half a minute."""
+    if _offline(): return True
+    if _hub_reachable(): return False
+    os.environ['HF_HUB_OFFLINE'] = os.environ['HF_DATASETS_OFFLINE'] = '1'
+    for mod, attrs in [('huggingface_hub.constants', ('HF_HUB_OFFLINE',)), ('datasets.config', ('HF_HUB_OFFLINE', 'HF_DATASETS_OFFLINE'))]:
+        for a in attrs:
+            if hasattr(sys.modules.get(mod), a): setattr(sys.modules[mod], a, True)
+    return True
 
 def _in_val(key: str, val_fraction: float) -> bool:
     "A deterministic, order-free train/val assignment: the same key lands in the same split on every machine."
@@ -100,6 +125,7 @@ def _looks_like_path(s: str) -> bool:
 def _local_files(dataset: str) -> list[Path]:
     path = Path(dataset).expanduser()
     check(path.exists(), f"dataset path {dataset!r} does not exist")
+    check(path.is_file() or path.is_dir(), f"dataset path {dataset!r} is not a regular file or folder (a pipe or a device cannot be read once per split)")
     if path.is_file():
         check(path.suffix.lower() in _SUFFIXES, f"dataset file {str(path)!r} has an unsupported type; allowed: {', '.join(_SUFFIXES)}")
         return [path]
@@ -114,14 +140,44 @@ def _column(ds, text_column: str, source: str):
 
 def _reason(e: Exception) -> str: return str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
 
-def _load_table(path: Path, text_column: str) -> list[str]:
-    "The `text_column` of a table file, read by the `datasets` loader for its type (cached under our cache root)."
+def _texts(values: Iterable, where: str, text_column: str) -> Iterator[str]:
+    "The values of a text column, each checked to be a string: a row with no text (or a number) is a one-line error naming it."
+    for i, v in enumerate(values):
+        check(isinstance(v, str), f"{where}: row {i + 1} has {text_column}={v!r}, not a string; every row needs its text in column {text_column!r}")
+        yield v
+
+def _read_text(path: Path) -> str:
+    "A local text file, which must be UTF-8: one line if it cannot be read or is not."
+    try: raw = path.read_bytes()
+    except OSError as e: raise NanoformerError(f"could not read dataset file {str(path)!r} ({e.strerror or e})") from None
+    try: return raw.decode('utf-8')
+    except UnicodeDecodeError as e:
+        raise NanoformerError(f"dataset file {str(path)!r} is not UTF-8 text (byte {raw[e.start]:#04x} at offset {e.start}); "
+                              f"convert it first, e.g. with `iconv -f latin1 -t utf-8`") from None
+
+@contextlib.contextmanager
+def _quiet_datasets():
+    "No progress bars or log lines from the `datasets` library while it reads a local file: our own error says what went wrong."
     import datasets
-    if path.stat().st_size == 0: return []
+    bars, log = not datasets.are_progress_bars_disabled(), logging.getLogger('datasets')
+    level = log.level
+    datasets.disable_progress_bars(); log.setLevel(logging.CRITICAL)
+    try: yield
+    finally:
+        log.setLevel(level)
+        if bars: datasets.enable_progress_bars()
+
+def _load_table(path: Path, text_column: str) -> list[str]:
+    "The `text_column` of a table file, read by the `datasets` loader for its type (cached under our cache root); every row must hold a string."
+    import datasets
+    try: size = path.stat().st_size
+    except OSError as e: raise NanoformerError(f"could not read dataset file {str(path)!r} ({e.strerror or e})") from None
+    if size == 0: return []
     builder = _TABLES[path.suffix.lower()]
-    try: ds = datasets.load_dataset(builder, data_files=str(path), split='train', cache_dir=str(cache_root()/'hf'))
+    try:
+        with _quiet_datasets(): ds = datasets.load_dataset(builder, data_files=str(path), split='train', cache_dir=str(cache_root()/'hf'))
     except Exception as e: raise NanoformerError(f"could not read {str(path)!r} as {builder} ({_reason(e)})") from None
-    return _column(ds, text_column, str(path))
+    return list(_texts(_column(ds, text_column, str(path)), repr(str(path)), text_column))
 
 def _char_split(text: str, split: str, train_fraction: float) -> list[str]:
     n = int(len(text) * train_fraction)
@@ -130,18 +186,19 @@ def _char_split(text: str, split: str, train_fraction: float) -> list[str]:
 def _local_documents(dataset: str, split: str, text_column: str, val_fraction: float) -> list[str]:
     path, files = Path(dataset).expanduser(), _local_files(dataset)
     if len(files) == 1 and files[0].suffix.lower() == '.txt':
-        return _char_split(files[0].read_text(encoding='utf-8', errors='replace'), split, 1 - val_fraction)
+        return _char_split(_read_text(files[0]), split, 1 - val_fraction)
     docs = []
     for f in files:
         rel = f.relative_to(path).as_posix() if path.is_dir() else f.name
         if f.suffix.lower() == '.txt':
-            if _in_val(rel, val_fraction) == (split == 'val'): docs.append(f.read_text(encoding='utf-8', errors='replace'))
+            if _in_val(rel, val_fraction) == (split == 'val'): docs.append(_read_text(f))
         else:
             docs += [d for i, d in enumerate(_load_table(f, text_column)) if _in_val(f'{rel}:{i}', val_fraction) == (split == 'val')]
     return docs
 
 def _hub_documents(name: str, split: str, text_column: str, val_fraction: float) -> Iterator[str]:
     import datasets
+    _hub_offline()  # no network: fail (or read the local cache) at once
     try: dd = datasets.load_dataset(name)
     except Exception as e:
         raise NanoformerError(f"could not load dataset {name!r} from the Hugging Face Hub ({_reason(e)}); built-in datasets: "
@@ -149,9 +206,9 @@ def _hub_documents(name: str, split: str, text_column: str, val_fraction: float)
     check('train' in dd, f"dataset {name!r} has no 'train' split; splits: {', '.join(dd)}")
     held_out = next((s for s in ('validation', 'test') if s in dd), None)
     if held_out:
-        col = _column(dd['train' if split == 'train' else held_out], text_column, f"dataset {name!r}")
-        return iter(col)
-    col = _column(dd['train'], text_column, f"dataset {name!r}")
+        part = 'train' if split == 'train' else held_out
+        return _texts(_column(dd[part], text_column, f"dataset {name!r}"), f"dataset {name!r} ({part})", text_column)
+    col = _texts(_column(dd['train'], text_column, f"dataset {name!r}"), f"dataset {name!r}", text_column)
     return (d for i, d in enumerate(col) if _in_val(str(i), val_fraction) == (split == 'val'))
 
 # %% ../nbs/04_data.ipynb #2d75c94f
@@ -179,7 +236,7 @@ def dataset_fingerprint(dataset: str, text_column: str = 'text', val_fraction: f
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:16]
 
 # %% ../nbs/04_data.ipynb #a0c68e0d
-TOKENIZERS = Registry('tokenizer')
+TOKENIZERS = Registry('tokenizer', 'TOKENIZERS')
 _META = 'nanoformer_tokenizer.json'
 
 class Tokenizer:
@@ -308,6 +365,7 @@ class PretrainedTokenizer(_HFTokenizer):
         p = Path(name).expanduser()
         if p.is_dir(): p = p/'tokenizer.json'
         if p.is_file(): return cls(tokenizers.Tokenizer.from_file(str(p)), name)
+        _hub_offline()  # no network: fail (or read the local cache) at once
         try: return cls(tokenizers.Tokenizer.from_pretrained(name), name)
         except Exception as e:
             raise NanoformerError(f"unknown tokenizer {name!r}: not a local tokenizer.json and not loadable from the Hugging Face Hub ({_reason(e)}); "
@@ -328,31 +386,72 @@ FORMAT_VERSION = 1
 
 @dataclass
 class TokenData:
-    "Both splits as memory-mapped token arrays, where their documents start, and the tokenizer that made them."
+    "Both splits as memory-mapped token arrays, where their documents start, the tokenizer that made them, and a fingerprint of the tokens."
     train: np.ndarray
     val: np.ndarray
     train_doc_starts: np.ndarray
     val_doc_starts: np.ndarray
     tokenizer: Tokenizer
     cache_dir: Path
+    fingerprint: str = ''  # a hash of both splits' token counts and checksums: equal tokens, equal fingerprint
     def __repr__(self):
         return (f"TokenData(train={len(self.train):,} tokens/{len(self.train_doc_starts):,} docs, val={len(self.val):,} tokens/"
                 f"{len(self.val_doc_starts):,} docs, {self.tokenizer!r}, cache_key={self.cache_dir.name!r})")  # the folder itself is `.cache_dir`
 
-def _write_split(docs: Iterable[str], tok: Tokenizer, dtype, path: Path, desc: str, progress: bool) -> np.ndarray:
-    "Encode `docs` into `path` (each followed by EOS); return where each document starts."
-    starts, n = [], 0
+def _write_split(docs: Iterable[str], tok: Tokenizer, dtype, path: Path, desc: str, progress: bool) -> tuple[np.ndarray, dict]:
+    "Encode `docs` into `path` (each followed by EOS); return where each document starts, and the file's token count and CRC-32."
+    starts, n, crc = [], 0, 0
     eos = np.array([tok.eos_id], dtype=dtype)
     with open(path, 'wb') as f:
         for doc in tqdm(docs, desc=desc, unit='doc', disable=not progress, leave=False):
-            ids = np.concatenate([tok.encode_array(doc).astype(dtype), eos])
-            f.write(ids.tobytes())
-            starts.append(n); n += len(ids)
-    return np.array(starts, dtype=np.int64)
+            raw = np.concatenate([tok.encode_array(doc).astype(dtype), eos]).tobytes()
+            f.write(raw); crc = zlib.crc32(raw, crc)
+            starts.append(n); n += len(raw) // np.dtype(dtype).itemsize
+    return np.array(starts, dtype=np.int64), dict(tokens=n, crc32=crc)
+
+def _crc32(path: Path, chunk: int = 1 << 24) -> int:
+    crc = 0
+    with open(path, 'rb') as f:
+        while block := f.read(chunk): crc = zlib.crc32(block, crc)
+    return crc
 
 def _memmap(path: Path, dtype) -> np.ndarray:
     "A read-only memmap; numpy cannot map an empty file, so an empty split is a plain empty array."
     return np.memmap(path, dtype=dtype, mode='r') if path.stat().st_size else np.zeros(0, dtype=dtype)
+
+_checked: dict[Path, tuple] = {}  # stores found whole in this process, by the sizes and times of their files
+
+def _stamp(out: Path) -> tuple:
+    return tuple((s.st_size, s.st_mtime_ns) for s in (os.stat(out/f) for f in ('meta.json', 'train.bin', 'val.bin')))
+
+def _store_problem(out: Path) -> str | None:
+    "Why the token store `out` cannot be used, or None when it is whole: every file there, each split's size and CRC-32 as its meta records."
+    if not out.is_dir(): return 'it is not a folder'
+    try: meta = json.loads((out/'meta.json').read_text())
+    except (OSError, ValueError): return 'meta.json is missing or unreadable'
+    splits = meta.get('splits') if isinstance(meta, dict) else None
+    if not isinstance(splits, dict) or set(splits) != {'train', 'val'}: return 'its meta.json records no token counts and checksums'
+    try:
+        itemsize = np.dtype(meta['dtype']).itemsize
+        if _checked.get(out) == _stamp(out): return None
+        for split, want in splits.items():
+            size = (out/f'{split}.bin').stat().st_size
+            if size != want['tokens'] * itemsize: return f"{split}.bin holds {size:,} bytes, not {want['tokens']:,} tokens of {itemsize} bytes"
+            if _crc32(out/f'{split}.bin') != want['crc32']: return f"{split}.bin does not match its checksum"
+            if not (out/f'{split}_docs.npy').is_file(): return f"{split}_docs.npy is missing"
+        if not (out/'tokenizer'/_META).is_file(): return 'its tokenizer is missing'
+        _checked[out] = _stamp(out)
+    except (OSError, KeyError, TypeError) as e: return f"it cannot be read ({type(e).__name__})"
+    return None
+
+def _remove_store(out: Path):
+    "Remove a damaged store (a folder is renamed to a hidden name first, so no reader meets it half-deleted); another process may get there first."
+    try:
+        if out.is_dir() and not out.is_symlink():
+            trash = out.with_name(f'.{out.name}.trash{secrets.token_hex(3)}')
+            out.rename(trash); shutil.rmtree(trash)
+        else: out.unlink()
+    except FileNotFoundError: pass
 
 def _build_store(out: Path, dataset, tokenizer, text_column, vocab_size, val_fraction, progress):
     docs = lambda split: load_documents(dataset, split, text_column, val_fraction)
@@ -361,13 +460,15 @@ def _build_store(out: Path, dataset, tokenizer, text_column, vocab_size, val_fra
     dtype = np.uint16 if tok.vocab_size <= 65535 else np.uint32
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f'.{out.name}.tmp'))
     try:
+        splits = {}
         for split in ('train', 'val'):
-            starts = _write_split(docs(split), tok, dtype, tmp/f'{split}.bin', f'tokenizing {split}', progress)
+            starts, splits[split] = _write_split(docs(split), tok, dtype, tmp/f'{split}.bin', f'tokenizing {split}', progress)
             check(split == 'val' or len(starts), f"dataset {dataset!r} has no documents in its train split")
             np.save(tmp/f'{split}_docs.npy', starts)
         tok.save(tmp/'tokenizer')
         (tmp/'meta.json').write_text(json.dumps(dict(dataset=dataset, tokenizer=tokenizer, vocab_size=tok.vocab_size, text_column=text_column,
-                                                     val_fraction=val_fraction, dtype=np.dtype(dtype).name, format_version=FORMAT_VERSION), indent=2))
+                                                     val_fraction=val_fraction, dtype=np.dtype(dtype).name, format_version=FORMAT_VERSION,
+                                                     splits=splits), indent=2))
         try: os.rename(tmp, out)
         except OSError:
             check(out.is_dir(), f"could not move the token cache into {out}")  # another process finished the same cache first
@@ -375,16 +476,21 @@ def _build_store(out: Path, dataset, tokenizer, text_column, vocab_size, val_fra
 
 def prepare_data(dataset: str, tokenizer: str = 'byte', text_column: str = 'text', vocab_size: int | None = None,
                  val_fraction: float = 0.05, cache_dir: str | Path | None = None, progress: bool = True) -> TokenData:
-    "Tokenize `dataset` once into a memory-mapped, cached token store and open it."
+    "Tokenize `dataset` once into a memory-mapped, cached token store and open it; a damaged store is rebuilt, with a one-line notice on stderr."
     key = json.dumps([dataset_fingerprint(dataset, text_column, val_fraction), tokenizer, vocab_size, FORMAT_VERSION])
     out = cache_root(cache_dir)/'tokens'/hashlib.sha256(key.encode()).hexdigest()[:16]
+    if os.path.lexists(out) and (problem := _store_problem(out)):
+        print(f"token cache {str(out)!r} is damaged ({problem}); rebuilding it", file=sys.stderr)
+        _remove_store(out)
     if not out.is_dir():
         out.parent.mkdir(parents=True, exist_ok=True)
         _build_store(out, dataset, tokenizer, text_column, vocab_size, val_fraction, progress)
-    dtype = json.loads((out/'meta.json').read_text())['dtype']
-    return TokenData(train=_memmap(out/'train.bin', dtype), val=_memmap(out/'val.bin', dtype),
+        check(_store_problem(out) is None, f"the token cache {str(out)!r} just built does not check out ({_store_problem(out)}); is the disk failing?")
+    meta = json.loads((out/'meta.json').read_text())
+    return TokenData(train=_memmap(out/'train.bin', meta['dtype']), val=_memmap(out/'val.bin', meta['dtype']),
                      train_doc_starts=np.load(out/'train_docs.npy'), val_doc_starts=np.load(out/'val_docs.npy'),
-                     tokenizer=Tokenizer.load(out/'tokenizer'), cache_dir=out)
+                     tokenizer=Tokenizer.load(out/'tokenizer'), cache_dir=out,
+                     fingerprint=hashlib.sha256(json.dumps(meta['splits'], sort_keys=True).encode()).hexdigest()[:16])
 
 # %% ../nbs/04_data.ipynb #d7e1a2b1
 def unigram_entropy(ids) -> float:
@@ -398,7 +504,7 @@ def learned_loss_bound(ids, vocab_size: int) -> float:
     return (math.log(vocab_size) + unigram_entropy(ids)) / 2
 
 # %% ../nbs/04_data.ipynb #971dede5
-BATCHERS = Registry('batching')
+BATCHERS = Registry('batching', 'BATCHERS')
 
 class Batcher:
     "Deterministic batches from a token array: batch `i` depends only on `(seed, i)`."

@@ -4,15 +4,17 @@
 
 # %% ../nbs/30_generate.ipynb #89a24c20
 from __future__ import annotations
+import math, os
 from typing import Callable, Iterator, Sequence
 import torch
 from torch import Tensor
-from .config import check
+from .config import NanoformerError, check
 from .model import GPT
 
 # %% auto #0
 __all__ = ['filter_logits', 'sample_next', 'apply_repetition_penalty', 'left_pad', 'positions', 'check_sampling',
-           'stream_generate', 'generate', 'batched_equals_alone', 'generate_text', 'stream_text']
+           'generation_bytes', 'check_fits', 'stream_generate', 'generate', 'batched_equals_alone', 'generate_text',
+           'stream_text']
 
 # %% ../nbs/30_generate.ipynb #41651c8c
 def filter_logits(logits_BV: Tensor, top_k: int | None = None, top_p: float | None = None, min_p: float | None = None) -> Tensor:
@@ -62,12 +64,14 @@ def positions(valid_BT: Tensor) -> Tensor:
 def check_sampling(max_new_tokens: int = 0, temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
                    min_p: float | None = None, repetition_penalty: float = 1.0, overflow: str = 'error'):
     "One-line errors for sampling settings out of range (also used by the CLI before it loads a model)."
-    check(max_new_tokens >= 0, f"max_new_tokens={max_new_tokens} must be 0 or positive")
-    check(temperature >= 0, f"temperature={temperature} must be 0 (greedy) or positive")
-    check(top_k is None or top_k > 0, f"top_k={top_k} must be a positive integer")
-    check(top_p is None or 0 < top_p <= 1, f"top_p={top_p} must be in (0, 1]")
-    check(min_p is None or 0 <= min_p <= 1, f"min_p={min_p} must be in [0, 1]")
-    check(repetition_penalty > 0, f"repetition_penalty={repetition_penalty} must be positive (1 = off)")
+    num = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    whole = lambda v: isinstance(v, int) and not isinstance(v, bool)
+    check(whole(max_new_tokens) and max_new_tokens >= 0, f"max_new_tokens={max_new_tokens!r} must be 0 or positive (an integer)")
+    check(num(temperature) and temperature >= 0, f"temperature={temperature!r} must be 0 (greedy) or a positive finite number")
+    check(top_k is None or (whole(top_k) and top_k > 0), f"top_k={top_k!r} must be a positive integer")
+    check(top_p is None or (num(top_p) and 0 < top_p <= 1), f"top_p={top_p!r} must be in (0, 1]")
+    check(min_p is None or (num(min_p) and 0 <= min_p <= 1), f"min_p={min_p!r} must be in [0, 1]")
+    check(num(repetition_penalty) and repetition_penalty > 0, f"repetition_penalty={repetition_penalty!r} must be positive and finite (1 = off)")
     check(overflow in ('error', 'slide'), f"overflow={overflow!r} is not allowed; use 'error' or 'slide'")
 
 def _prompt_rows(prompts) -> list[list[int]]:
@@ -85,6 +89,29 @@ def _fit_context(rows: list[list[int]], max_new_tokens: int, cfg, overflow: str)
     if cfg.pos == 'learned':
         check(n + max_new_tokens <= W, f"prompt ({n}) + max_new_tokens ({max_new_tokens}) = {n + max_new_tokens} tokens exceed block_size={W} of this model's learned positions; generate fewer tokens or use overflow='slide'")
     return rows
+
+def _free_bytes(device: torch.device) -> int | None:
+    "Memory available for new tensors on `device`: free GPU memory, or the host's available memory (None when unknown)."
+    if device.type == 'cuda': return torch.cuda.mem_get_info(device)[0]
+    if device.type != 'cpu': return None
+    try:
+        with open('/proc/meminfo') as f: return next(int(l.split()[1]) * 1024 for l in f if l.startswith('MemAvailable:'))
+    except (OSError, StopIteration, ValueError):
+        try: return os.sysconf('SC_AVPHYS_PAGES') * os.sysconf('SC_PAGE_SIZE')
+        except (ValueError, OSError, AttributeError): return None
+
+def generation_bytes(model: GPT, batch: int, length: int, use_cache: bool = True) -> int:
+    "Memory decoding `batch` rows to `length` tokens ends up holding: every layer's cache at that length (sized on the meta device: nothing is allocated) and the token buffers."
+    cache = model.new_cache(batch, length, device='meta').nbytes if use_cache else 0
+    return cache + batch * length * 18  # int64 ids and bool validity, each copied as it grows
+
+def check_fits(model: GPT, batch: int, prompt_len: int, max_new_tokens: int, use_cache: bool = True):
+    "Refuse, in one line, a generation whose cache and buffers would not fit in the memory the model's device has free."
+    dev = model.lm_head.weight.device
+    need, free = generation_bytes(model, batch, prompt_len + max_new_tokens, use_cache), _free_bytes(dev)
+    check(free is None or need <= free,
+          f"max_new_tokens={max_new_tokens}: {batch} row(s) of up to {prompt_len} + {max_new_tokens} tokens need {need / 2**30:,.1f} GiB "
+          f"for the KV cache and token buffers, more than the {free / 2**30:,.1f} GiB free on {dev.type}; generate fewer tokens")
 
 # %% ../nbs/30_generate.ipynb #60ff28f1
 @torch.no_grad()
@@ -104,16 +131,23 @@ def stream_generate(model: GPT, prompts: Tensor | Sequence[Sequence[int]], max_n
     model.eval()
     gen = torch.Generator(device=dev).manual_seed(seed) if seed is not None else None
     idx_BT, valid_BT = left_pad(rows, device=dev)
+    total = idx_BT.shape[1] + max_new_tokens
+    check_fits(model, B, idx_BT.shape[1], max_new_tokens, use_cache)
     seen_BV = torch.zeros(B, V, dtype=torch.long, device=dev).scatter_add_(1, idx_BT, valid_BT.long()) > 0
-    cache = model.new_cache(B, idx_BT.shape[1] + max_new_tokens) if use_cache else None
+    room = min(total, idx_BT.shape[1] + max(W, 256))  # the cache starts with room for block_size new tokens and doubles when full
+    cache = model.new_cache(B, room) if use_cache else None
     alive, continuations = [True] * B, [[] for _ in range(B)]
     for step in range(max_new_tokens):
-        if cfg.pos == 'learned' and int(valid_BT.sum(1).max()) > W: cache = None  # overflow='slide' ran out of positions
+        if cfg.pos == 'learned' and int(valid_BT.sum(1).max()) > W: cache, use_cache = None, False  # overflow='slide' ran out of positions
+        refill = step == 0
+        if use_cache and idx_BT.shape[1] > room:  # full: a cache twice the size, filled again from the text so far
+            cache, room = None, min(total, 2 * room)
+            cache, refill = model.new_cache(B, room), True
         if cache is None:
             in_BT = idx_BT[:, -W:] if cfg.pos == 'learned' else idx_BT
             logits_BV = model(in_BT, pos_BT=positions(valid_BT[:, -in_BT.shape[1]:])).logits[:, -1]
         else:
-            in_BT = idx_BT if step == 0 else idx_BT[:, -1:]
+            in_BT = idx_BT if refill else idx_BT[:, -1:]
             logits_BV = model(in_BT, pos_BT=positions(valid_BT)[:, -in_BT.shape[1]:], cache=cache).logits[:, -1]
         logits_BV = apply_repetition_penalty(logits_BV.float(), seen_BV, repetition_penalty)
         next_B1 = sample_next(logits_BV, temperature, top_k, top_p, generator=gen, min_p=min_p)

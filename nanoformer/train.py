@@ -4,7 +4,7 @@
 
 # %% ../nbs/05_train.ipynb #bb9b4ccc
 from __future__ import annotations
-import contextlib, functools, json, math, os, random, shutil, signal, threading, time
+import contextlib, errno, functools, json, math, os, random, secrets, shutil, signal, sys, threading, time
 import torch.utils.checkpoint
 from dataclasses import dataclass
 from datetime import datetime
@@ -12,95 +12,85 @@ from pathlib import Path
 import numpy as np
 import torch
 from tqdm.auto import tqdm
-from .config import ConfigMixin, ModelConfig, NanoformerError, Registry, check, opt
+from .config import ConfigMixin, ModelConfig, NanoformerError, OPTIMIZERS, check, opt
 from .model import GPT, atomic_dir, estimate, save_weights, load_weights, weights_file
 from .data import prepare_data, make_batcher, Tokenizer, TokenData, BATCHERS
+try: import fcntl
+except ImportError: fcntl = None  # Windows: run directories go unlocked
 
 # %% auto #0
-__all__ = ['OPTIMIZERS', 'TrainConfig', 'adamw', 'warmup_steps', 'lr_at', 'full_state', 'save_checkpoint', 'load_checkpoint',
-           'latest_checkpoint', 'pick_device', 'autocast', 'scale_for_cuda', 'device_scale', 'total_steps',
-           'default_run_name', 'evaluate', 'MetricsLog', 'apply_gradient_checkpointing', 'Dist', 'init_distributed',
-           'train']
+__all__ = ['TrainConfig', 'adamw', 'warmup_steps', 'lr_at', 'full_state', 'TrainingFailed', 'all_finite', 'last_good',
+           'save_checkpoint', 'error_summary', 'load_checkpoint', 'latest_checkpoint', 'RunLock', 'default_run_name',
+           'make_run_dir', 'clear_debris', 'pick_device', 'autocast', 'scale_for_cuda', 'device_scale', 'total_steps',
+           'evaluate', 'MetricsLog', 'apply_gradient_checkpointing', 'Dist', 'init_distributed', 'resume_point',
+           'check_resume', 'train']
 
 # %% ../nbs/05_train.ipynb #d97c0bc0
-@dataclass
+@dataclass(init=False, repr=False, eq=False)
 class TrainConfig(ConfigMixin):
     "Everything about a training run that is not the architecture."
     dataset: str = opt('stdlib', "'stdlib', 'tinyshakespeare', a local .txt/.jsonl/.parquet file or folder, or a Hugging Face dataset name")
     text_column: str = opt('text', "column holding the text (Hugging Face / jsonl / parquet data)")
     tokenizer: str = opt('byte', "'byte', 'char', 'bpe', or a pretrained tokenizer (local tokenizer.json or hub name)")
-    bpe_vocab_size: int = opt(1024, "vocabulary size when training a BPE tokenizer")
-    batching: str = opt('random', "'random' windows (nanoGPT) or 'packed' documents (NanoDO)", choices=Registry('batching'))
-    batch_size: int = opt(16, "sequences per micro-batch")
-    gradient_accumulation_steps: int = opt(1, "micro-batches per optimizer step", aliases=('grad_accum',))
-    max_steps: int = opt(1000, "optimizer steps (unless num_epochs or tokens_per_param is set)", aliases=('max_iters',))
-    num_epochs: float | None = opt(None, "passes over the training tokens (sets max_steps)")
-    tokens_per_param: float | None = opt(None, "train on this many tokens per parameter (20 ≈ Chinchilla-optimal; sets max_steps)")
-    batch_tokens: int | None = opt(None, "length-bucketed batching: tokens per micro-batch (padding included) instead of batch_size sequences")
-    optimizer: str = opt('adamw', "optimizer (a registered name: adamw, muon, soap, …)", choices=Registry('optimizer'))
-    muon_lr: float = opt(0.02, "Muon: learning rate of the 2-D hidden weights it updates")
-    muon_momentum: float = opt(0.95, "Muon: Nesterov momentum")
-    lr: float = opt(1e-3, "peak learning rate", aliases=('learning_rate',))
-    min_lr_ratio: float = opt(0.1, "final learning rate as a fraction of lr")
+    bpe_vocab_size: int = opt(1024, "vocabulary size when training a BPE tokenizer", ge=1)
+    batching: str = opt('random', "'random' windows (nanoGPT) or 'packed' documents (NanoDO)", choices=BATCHERS)
+    batch_size: int = opt(16, "sequences per micro-batch", ge=1)
+    gradient_accumulation_steps: int = opt(1, "micro-batches per optimizer step", aliases=('grad_accum',), ge=1)
+    max_steps: int = opt(1000, "optimizer steps (unless num_epochs or tokens_per_param is set)", aliases=('max_iters',), ge=1)
+    num_epochs: float | None = opt(None, "passes over the training tokens (sets max_steps)", gt=0)
+    tokens_per_param: float | None = opt(None, "train on this many tokens per parameter (20 ≈ Chinchilla-optimal; sets max_steps)", gt=0)
+    batch_tokens: int | None = opt(None, "length-bucketed batching: tokens per micro-batch (padding included) instead of batch_size sequences", ge=1)
+    optimizer: str = opt('adamw', "optimizer (a registered name: adamw, muon, soap, …)", choices=OPTIMIZERS)
+    muon_lr: float = opt(0.02, "Muon: learning rate of the 2-D hidden weights it updates", gt=0)
+    muon_momentum: float = opt(0.95, "Muon: Nesterov momentum", ge=0, lt=1)
+    lr: float = opt(1e-3, "peak learning rate", aliases=('learning_rate',), gt=0)
+    min_lr_ratio: float = opt(0.1, "final learning rate as a fraction of lr", ge=0, le=1)
     schedule: str = opt('cosine', "learning-rate schedule after warmup", choices=('cosine', 'wsd', 'constant'))
-    warmup_ratio: float = opt(0.02, "fraction of steps spent warming up linearly")
-    warmup_steps: int | None = opt(None, "warmup steps (overrides warmup_ratio)")
-    decay_ratio: float = opt(0.2, "WSD: fraction of steps spent in the final linear decay")
-    weight_decay: float = opt(0.1, "AdamW weight decay (matrices only)")
-    beta1: float = opt(0.9, "AdamW β1")
-    beta2: float = opt(0.95, "AdamW β2")
-    grad_clip: float = opt(1.0, "clip the global gradient norm to this (0 = off)", aliases=('max_grad_norm',))
-    eval_every: int = opt(200, "validate every this many steps (0 = only at the end)")
-    eval_iters: int = opt(20, "validation batches per evaluation")
-    log_every: int = opt(10, "write a metrics line every this many steps")
-    save_every: int = opt(500, "checkpoint every this many steps (0 = only at the end)", aliases=('save_steps',))
-    keep_last: int = opt(3, "keep only the newest N checkpoints (0 = keep all)")
+    warmup_ratio: float = opt(0.02, "fraction of steps spent warming up linearly", ge=0, lt=1)
+    warmup_steps: int | None = opt(None, "warmup steps (overrides warmup_ratio)", ge=0)
+    decay_ratio: float = opt(0.2, "WSD: fraction of steps spent in the final linear decay", gt=0, le=1)
+    weight_decay: float = opt(0.1, "AdamW weight decay (matrices only)", ge=0)
+    beta1: float = opt(0.9, "AdamW β1", ge=0, lt=1)
+    beta2: float = opt(0.95, "AdamW β2", ge=0, lt=1)
+    grad_clip: float = opt(1.0, "clip the global gradient norm to this (0 = off)", aliases=('max_grad_norm',), ge=0)
+    eval_every: int = opt(200, "validate every this many steps (0 = only at the end)", ge=0)
+    eval_iters: int = opt(20, "validation batches per evaluation", ge=1)
+    log_every: int = opt(10, "write a metrics line every this many steps", ge=1)
+    save_every: int = opt(500, "checkpoint every this many steps (0 = only at the end)", aliases=('save_steps',), ge=0)
+    keep_last: int = opt(3, "keep only the newest N checkpoints (0 = keep all)", ge=0)
     out_dir: str = opt('runs', "folder that holds run directories")
-    run_name: str | None = opt(None, "run directory name under out_dir (default: made from dataset, model and time)")
-    seed: int = opt(0, "random seed (init, dropout and batch order)")
+    run_name: str | None = opt(None, "run directory name under out_dir (default: made from dataset, model, time and a random suffix)")
+    seed: int = opt(0, "random seed (init, dropout and batch order)", ge=0)
     device: str = opt('auto', "'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'")
     dtype: str = opt('float32', "autocast precision", choices=('float32', 'bfloat16', 'float16'))
     compile: bool = opt(False, "torch.compile the model")
     fsdp: bool = opt(False, "under torchrun: shard parameters, gradients and optimizer state with FSDP2 (`fully_shard`) instead of DDP")
     gradient_checkpointing: bool = opt(False, "recompute each block's activations in the backward pass (less memory, more compute)")
     checkpoint_format: str = opt('safetensors', "weights file format of checkpoints", choices=('safetensors', 'bin'))
-    max_bad_steps: int = opt(5, "stop after this many optimizer steps in a row with a non-finite loss (each is skipped)")
+    max_bad_steps: int = opt(5, "stop after this many optimizer steps in a row with a non-finite loss (each is skipped)", ge=1)
     resume_from_checkpoint: bool = opt(False, "resume from the latest checkpoint of checkpoint_path (or of this run)")
     checkpoint_path: str | None = opt(None, "a run directory (its latest checkpoint is used) or a checkpoint directory")
     wandb: bool = opt(False, "log to Weights & Biases (offline when no API key is set)")
     wandb_project: str = opt('nanoformer', "Weights & Biases project")
-    mem_len: int = opt(0, "Transformer-XL segment memory: each segment also attends to the gradient-stopped keys/values of this many preceding tokens (switches batching to 'stream')")
+    mem_len: int = opt(0, "Transformer-XL segment memory: each segment also attends to the gradient-stopped keys/values of this many preceding tokens (switches batching to 'stream')", ge=0)
     progress: bool = opt(True, "show a progress bar")
 
-    def __post_init__(self): self.validate()
-
     def validate(self):
-        for name in ('batch_size', 'gradient_accumulation_steps', 'max_steps', 'eval_iters', 'log_every', 'bpe_vocab_size'):
-            v = getattr(self, name)
-            check(isinstance(v, int) and not isinstance(v, bool) and v > 0, f"{name}={v!r} must be a positive integer")
-        for name in ('eval_every', 'save_every', 'keep_last'):
-            check(getattr(self, name) >= 0, f"{name}={getattr(self, name)!r} must be 0 or positive")
-        check(self.lr > 0, f"lr={self.lr} must be positive")
-        check(0 <= self.min_lr_ratio <= 1, f"min_lr_ratio={self.min_lr_ratio} must be in [0, 1]")
-        check(0 <= self.warmup_ratio < 1, f"warmup_ratio={self.warmup_ratio} must be in [0, 1)")
-        check(0 < self.decay_ratio <= 1, f"decay_ratio={self.decay_ratio} must be in (0, 1]")
-        check(self.num_epochs is None or self.num_epochs > 0, f"num_epochs={self.num_epochs} must be positive")
-        check(self.tokens_per_param is None or self.tokens_per_param > 0, f"tokens_per_param={self.tokens_per_param} must be positive")
-        check(self.batch_tokens is None or (self.batch_tokens > 0 and self.batching == 'bucketed'),
-              f"batch_tokens={self.batch_tokens} needs batching='bucketed' (got batching={self.batching!r}) and a positive value")
-        check(self.weight_decay >= 0, f"weight_decay={self.weight_decay} must be 0 or positive")
-        check(self.grad_clip >= 0, f"grad_clip={self.grad_clip} must be 0 or positive")
-        check(isinstance(self.mem_len, int) and self.mem_len >= 0, f"mem_len={self.mem_len!r} must be 0 or a positive integer")
+        "The schema of every field (type, finiteness, bounds, choices), then the rules that relate fields."
+        self.check_fields()
+        check(self.batch_tokens is None or self.batching == 'bucketed',
+              f"batch_tokens={self.batch_tokens} needs batching='bucketed' (got batching={self.batching!r})")
         if self.mem_len and self.batching == 'random': self.batching = 'stream'  # memory needs each row to continue the previous segment
         check(not self.mem_len or self.batching == 'stream', f"mem_len={self.mem_len} needs batching='stream' (each row continues its previous segment); got batching={self.batching!r}")
         check(not (self.mem_len and self.gradient_checkpointing), f"mem_len={self.mem_len} cannot be combined with gradient_checkpointing: recomputing a block would write its memory twice")
         check(self.device == 'auto' or self.device.split(':')[0] in ('cpu', 'cuda', 'mps'),
               f"device={self.device!r} is not allowed; choose one of: auto, cpu, cuda, cuda:N, mps")
-        self._check_choices()
+        check(self.seed < 2**63, f"seed={self.seed} must be below 2**63 (torch and numpy take 64-bit seeds)")
+        check(self.run_name is None or (self.run_name not in ('', '.', '..') and not set(self.run_name) & {'/', '\\', '\0'}),
+              f"run_name={self.run_name!r} must be a plain folder name (no '/', not '.' or '..')")
+        self.run_checks()
 
 # %% ../nbs/05_train.ipynb #a377ceb8
-OPTIMIZERS = Registry('optimizer')
-
 @OPTIMIZERS.register('adamw')
 def adamw(model, tc) -> torch.optim.Optimizer:
     "AdamW over the model's decay / no-decay groups; fused on CUDA."
@@ -153,24 +143,79 @@ def full_state(model: GPT, optimizer) -> dict:
     plain.load_state_dict(msd)
     return dict(model=plain, optimizer_fqn=osd)
 
-def save_checkpoint(run_dir, step: int, state: dict, tc: TrainConfig, tokenizer: Tokenizer, batcher, scaler=None) -> Path:
-    "Write checkpoint `step` of a run (`state` from `full_state`) atomically and prune old ones beyond `tc.keep_last`."
+class TrainingFailed(NanoformerError):
+    "A run that cannot go on (its weights diverged, the disk is full): one line, and exit status 1 from the console scripts."
+    exit_code = 1
+
+def _tensors(obj):
+    "Every tensor inside nested dicts / lists / tuples (an optimizer's state dict), a module's parameters, or a tensor."
+    if isinstance(obj, torch.nn.Module): yield from obj.state_dict().values()
+    elif torch.is_tensor(obj): yield obj
+    elif isinstance(obj, dict): yield from (t for v in obj.values() for t in _tensors(v))
+    elif isinstance(obj, (list, tuple)): yield from (t for v in obj for t in _tensors(v))
+
+def all_finite(*objs) -> bool:
+    "Whether every floating-point tensor in `objs` is finite: one device→host read per device, however many tensors."
+    flags = {}
+    for t in _tensors(objs):
+        if t.is_floating_point():
+            t = t.to_local() if hasattr(t, 'to_local') else t  # an FSDP shard
+            flags.setdefault(t.device, []).append(torch.isfinite(t).all())
+    return all(bool(torch.stack(f).all()) for f in flags.values())
+
+_CHECKPOINT_FILES = ('config.json', 'train_config.json', 'trainer_state.pt', 'tokenizer/nanoformer_tokenizer.json')
+
+def _is_complete(d: Path) -> bool:
+    "Every file a checkpoint is written with is there (a crashed prune of old code could leave one without some)."
+    return weights_file(d) is not None and all((d / f).is_file() for f in _CHECKPOINT_FILES)
+
+def _complete_checkpoints(root: Path) -> list[Path]:
+    "The checkpoint directories of `root` with weights and trainer state, oldest first."
+    if not root.is_dir(): return []
+    return sorted(p for p in root.glob('step_*') if (p / 'trainer_state.pt').exists() and weights_file(p) is not None)
+
+def _discard(d: Path):
+    "Delete directory `d` so that no crash leaves it half-deleted under its own name: renamed to a hidden `.trash` name, then removed."
+    trash = d.with_name(f'.{d.name}.trash{secrets.token_hex(3)}')
+    d.rename(trash)
+    shutil.rmtree(trash)
+
+def last_good(run_dir) -> str:
+    "The newest complete checkpoint of a run, for messages ('none yet' if there is none)."
+    found = _complete_checkpoints(Path(run_dir) / 'checkpoints')
+    return str(found[-1]) if found else 'none yet'
+
+def _write_failure(e: Exception, root: Path) -> str:
+    "Why a checkpoint could not be written, in words: the OS's reason, or — when torch.save only says its write failed — whether the disk is full."
+    if isinstance(e, OSError) and e.strerror: return e.strerror
+    prev = _complete_checkpoints(root)
+    need = sum(f.stat().st_size for f in prev[-1].rglob('*') if f.is_file()) if prev else 0
+    free = shutil.disk_usage(root).free
+    if need and free < need: return f"No space left on device: {free / 2**20:.1f} MiB free, a checkpoint takes {need / 2**20:.1f} MiB"
+    return f"{error_summary(e)}; {free / 2**20:.1f} MiB free"
+
+def save_checkpoint(run_dir, step: int, state: dict, tc: TrainConfig, tokenizer: Tokenizer, batcher, scaler=None,
+                    data_fingerprint: str | None = None) -> Path:
+    "Write checkpoint `step` of a run (`state` from `full_state`) atomically — only if its weights and optimizer state are finite — and prune old ones beyond `tc.keep_last`."
     ckpt_root = Path(run_dir) / 'checkpoints'
+    if not all_finite(state['model'], state.get('optimizer'), state.get('optimizer_fqn')):
+        raise TrainingFailed(f"step {step}: the weights or optimizer state are not finite (NaN or inf), so no checkpoint was written; "
+                             f"last good checkpoint: {last_good(run_dir)}")
     def write(d):
         save_weights(state['model'], d, tc.checkpoint_format)
         tc.to_json(d / 'train_config.json')
         tokenizer.save(d / 'tokenizer')
         trainer_state = dict(step=step, rng=_rng_state(), batcher=batcher.state_dict(), **{k: v for k, v in state.items() if k != 'model'})
+        if data_fingerprint is not None: trainer_state['data'] = data_fingerprint
         if scaler is not None and scaler.is_enabled(): trainer_state['scaler'] = scaler.state_dict()
         torch.save(trainer_state, d / 'trainer_state.pt')
-    path = atomic_dir(ckpt_root / f'step_{step:07d}', write)
+    try: path = atomic_dir(ckpt_root / f'step_{step:07d}', write)  # a failed write removes its temporary directory
+    except (OSError, RuntimeError) as e:  # torch.save reports a failed write as a RuntimeError
+        raise TrainingFailed(f"could not write checkpoint step {step} in {str(ckpt_root)!r} ({_write_failure(e, ckpt_root)}); "
+                             f"last good checkpoint: {last_good(run_dir)}") from None
     if tc.keep_last:
-        for old in _complete_checkpoints(ckpt_root)[:-tc.keep_last]: shutil.rmtree(old)
+        for old in _complete_checkpoints(ckpt_root)[:-tc.keep_last]: _discard(old)
     return path
-
-def _complete_checkpoints(root: Path) -> list[Path]:
-    if not root.is_dir(): return []
-    return sorted(p for p in root.glob('step_*') if (p / 'trainer_state.pt').exists() and weights_file(p) is not None)
 
 def _load_sharded(path: Path, state: dict, model: GPT, optimizer, tc: TrainConfig):
     "Load a checkpoint into an FSDP-sharded model: via a plain copy, whichever way the checkpoint was written."
@@ -186,10 +231,24 @@ def _load_sharded(path: Path, state: dict, model: GPT, optimizer, tc: TrainConfi
         osd = get_optimizer_state_dict(plain, plain_opt, options=opts)
     set_optimizer_state_dict(model, optimizer, osd, options=opts)
 
-def load_checkpoint(path: Path, model: GPT, optimizer, batcher, device, scaler=None, tc: TrainConfig | None = None) -> int:
-    "Restore model, optimizer, batcher, loss-scaler and RNG states from checkpoint `path`; return its step."
+def error_summary(e: Exception, n: int = 2, width: int = 400) -> str:
+    "One line for exception `e`: its type and first lines — `load_state_dict` puts what is missing or mismatched after a heading line."
+    lines = [l.strip() for l in str(e).splitlines() if l.strip()]
+    if lines and lines[0].startswith('Error(s) in loading state_dict'): lines = lines[1:]
+    text = '; '.join(lines[:n]) + (f'; and {len(lines) - n} more' if len(lines) > n else '')
+    return f"{type(e).__name__}: {text[:width]}" if text else type(e).__name__
+
+def load_checkpoint(path: Path, model: GPT, optimizer, batcher, device, scaler=None, tc: TrainConfig | None = None,
+                    data_fingerprint: str | None = None) -> int:
+    "Restore model, optimizer, batcher, loss-scaler and RNG states from checkpoint `path`; return its step. With `data_fingerprint`, the checkpoint must have been trained on the same tokens."
+    corrupt = lambda e: NanoformerError(f"checkpoint {str(path)!r} is corrupt or incomplete ({error_summary(e)})")
+    try: state = torch.load(path / 'trainer_state.pt', weights_only=True, map_location=device)
+    except Exception as e: raise corrupt(e) from None
+    theirs = state.get('data')
+    check(data_fingerprint is None or theirs is None or theirs == data_fingerprint,
+          f"cannot resume {str(path)!r}: the dataset differs from the one it was trained on (token fingerprint {theirs} there, "
+          f"{data_fingerprint} here); resume with the same dataset, or start a new run")
     try:
-        state = torch.load(path / 'trainer_state.pt', weights_only=True, map_location=device)
         if _sharded(model): _load_sharded(path, state, model, optimizer, tc)
         else:
             load_weights(model, path, device)
@@ -200,8 +259,8 @@ def load_checkpoint(path: Path, model: GPT, optimizer, batcher, device, scaler=N
         batcher.load_state_dict(state['batcher'])
         if scaler is not None and 'scaler' in state: scaler.load_state_dict(state['scaler'])
         _set_rng_state(state['rng'])
-    except Exception as e:
-        raise NanoformerError(f"checkpoint {str(path)!r} is corrupt or incomplete ({type(e).__name__}: {str(e).splitlines()[0][:150] if str(e) else ''})") from None
+    except Exception as e: raise corrupt(e) from None
+    check(all_finite(model, optimizer.state_dict()), f"checkpoint {str(path)!r}: its weights or optimizer state are not finite (NaN or inf); resume from an earlier checkpoint")
     return state['step']
 
 def latest_checkpoint(path) -> Path:
@@ -213,14 +272,77 @@ def latest_checkpoint(path) -> Path:
     check(bool(found), f"no complete checkpoint in {str(path)!r} (expected checkpoints/step_*/ with model.safetensors or model.bin, and trainer_state.pt)")
     return found[-1]
 
+# %% ../nbs/05_train.ipynb #a1c0f004
+class RunLock:
+    "Exclusive ownership of a run directory: an `fcntl.flock` on `<run_dir>/.lock` (which holds the owner's pid), released by `release` or when the process ends."
+    def __init__(self, run_dir): self.run_dir, self.fd = Path(run_dir), None
+    def acquire(self) -> RunLock:
+        if fcntl is None: return self  # no flock on this platform
+        path = self.run_dir / '.lock'
+        try: fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e: raise NanoformerError(f"cannot lock run directory {str(self.run_dir)!r} ({e.strerror})") from None
+        try: fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            holder = os.pread(fd, 32, 0).decode(errors='replace').strip() or 'unknown'
+            os.close(fd)
+            if e.errno not in (errno.EAGAIN, errno.EACCES): raise NanoformerError(f"cannot lock run directory {str(self.run_dir)!r} ({e.strerror})") from None
+            raise NanoformerError(f"run directory {str(self.run_dir)!r} is in use by another run (pid {holder}); "
+                                  f"wait for it to finish, or choose another run_name") from None
+        try: os.ftruncate(fd, 0); os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        except OSError: pass  # the pid is only a courtesy to whoever is refused; the lock is what counts
+        self.fd = fd
+        return self
+    def release(self):
+        if self.fd is not None: os.close(self.fd); self.fd = None  # closing the file drops the flock
+    def __enter__(self): return self.acquire()
+    def __exit__(self, *exc): self.release()
+
+def default_run_name(tc: TrainConfig, mc: ModelConfig) -> str:
+    "Dataset, attention, width, depth, the time to the second and a random suffix: names that two runs do not share."
+    ds = Path(tc.dataset).name if os.path.sep in tc.dataset else tc.dataset.replace('/', '_')
+    return f"{ds}-{mc.attention}-d{mc.d_model}-l{mc.n_layers}-{datetime.now():%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
+
+def make_run_dir(tc: TrainConfig, mc: ModelConfig) -> Path:
+    "Create the directory of a new run under `tc.out_dir`: `tc.run_name`, or a default name created exclusively (never one that exists)."
+    out = Path(tc.out_dir)
+    check(not out.exists() or out.is_dir(), f"out_dir {tc.out_dir!r} is not a folder")
+    run_dir = out / (tc.run_name or default_run_name(tc, mc))
+    try:
+        if tc.run_name:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            return run_dir
+        while True:
+            try: run_dir.mkdir(parents=True); return run_dir
+            except FileExistsError: run_dir = out / default_run_name(tc, mc)
+    except OSError as e:
+        raise NanoformerError(f"cannot create run directory {str(run_dir)!r} ({e.strerror}); choose a writable out_dir") from None
+
+def clear_debris(run_dir) -> list[str]:
+    "Remove what a crashed run left in `run_dir/checkpoints` (call it holding the run's lock); a checkpoint left moved aside is put back. Returns what was done."
+    root, done = Path(run_dir) / 'checkpoints', []
+    if not root.is_dir(): return done
+    for p in sorted(root.glob('.step_*')):
+        if p.name.endswith('.old') and p.is_dir() and not (live := root / p.name[1:-len('.old')]).exists():
+            p.rename(live); done.append(f"restored {live.name}")
+        elif p.is_dir(): shutil.rmtree(p); done.append(f"removed {p.name}")
+    whole = [p for p in root.glob('step_*') if _is_complete(p)]
+    newest = max(whole, default=None)
+    for p in sorted(root.glob('step_*')):
+        if newest is not None and p.is_dir() and p.name < newest.name and not _is_complete(p):
+            _discard(p); done.append(f"removed the half-deleted {p.name}")
+    return done
+
 # %% ../nbs/05_train.ipynb #b3b674dd
 def pick_device(name: str) -> torch.device:
     "Resolve 'auto' to cuda, then mps, then cpu; check an explicit device exists."
     if name == 'auto':
         return torch.device('cuda' if torch.cuda.is_available() else 'mps' if torch.backends.mps.is_available() else 'cpu')
+    allowed = "choose one of: auto, cpu, cuda, cuda:N, mps"
+    check(isinstance(name, str) and name.split(':')[0] in ('cpu', 'cuda', 'mps'), f"device={name!r} is not allowed; {allowed}")
     check(not name.startswith('cuda') or torch.cuda.is_available(), f"device={name!r} asked for, but CUDA is not available; use device='cpu'")
     check(name != 'mps' or torch.backends.mps.is_available(), "device='mps' asked for, but MPS is not available; use device='cpu'")
-    return torch.device(name)
+    try: return torch.device(name)
+    except RuntimeError: raise NanoformerError(f"device={name!r} is not allowed; {allowed}") from None
 
 def autocast(device: torch.device, dtype: str):
     "Autocast context for `dtype` on `device` (a no-op for float32)."
@@ -248,10 +370,6 @@ def total_steps(tc: TrainConfig, mc: ModelConfig, n_train_tokens: int) -> int:
     if tc.tokens_per_param: return max(1, math.ceil(tc.tokens_per_param * estimate(mc)['params'] / per_step))
     if tc.num_epochs: return max(1, math.ceil(tc.num_epochs * n_train_tokens / per_step))
     return tc.max_steps
-
-def default_run_name(tc: TrainConfig, mc: ModelConfig) -> str:
-    ds = Path(tc.dataset).name if os.path.sep in tc.dataset else tc.dataset.replace('/', '_')
-    return f"{ds}-{mc.attention}-d{mc.d_model}-l{mc.n_layers}-{datetime.now():%Y%m%d-%H%M%S}"
 
 @torch.no_grad()
 def evaluate(model: GPT, batcher, tc: TrainConfig, device) -> dict:
@@ -345,15 +463,42 @@ def _sample(model: GPT, tokenizer: Tokenizer, n: int = 64) -> str:
     start = torch.tensor([[tokenizer.eos_id]], device=next(model.parameters()).device)
     return tokenizer.decode(generate(model, start, n, temperature=0.8, top_k=50, seed=0)[0, 1:].tolist())
 
+def resume_point(tc: TrainConfig) -> Path | None:
+    "The checkpoint a run with `tc` resumes from, or None for a fresh run."
+    if not tc.resume_from_checkpoint: return None
+    default_dir = Path(tc.out_dir) / tc.run_name if tc.run_name else None
+    check(tc.checkpoint_path or default_dir, "resume_from_checkpoint needs checkpoint_path (a run or checkpoint directory) or run_name")
+    return latest_checkpoint(tc.checkpoint_path or default_dir)
+
+def check_resume(ckpt: Path, mc: ModelConfig | None, tokenizer: Tokenizer) -> ModelConfig:
+    "The checkpoint's model config, once this run's tokenizer — and `mc`, if given — are checked to be the checkpoint's: one line says what differs."
+    theirs = Tokenizer.load(ckpt / 'tokenizer')
+    check((theirs.kind, theirs.fingerprint()) == (tokenizer.kind, tokenizer.fingerprint()),
+          f"cannot resume {str(ckpt)!r}: its tokenizer is {theirs.kind} (fingerprint {theirs.fingerprint()}), this run's is "
+          f"{tokenizer.kind} ({tokenizer.fingerprint()}); the tokenizer cannot change on resume")
+    saved = ModelConfig.from_json(ckpt / 'config.json')
+    if mc is not None:
+        ours, then = mc.replace(vocab_size=saved.vocab_size).to_dict(), saved.to_dict()
+        diff = [f"{k}={v!r} (checkpoint: {then.get(k)!r})" for k, v in ours.items() if v != then.get(k)]
+        check(not diff, f"cannot resume {str(ckpt)!r}: the architecture cannot change on resume; this run has {', '.join(diff)}")
+    return saved
+
+def _run_dir_of(ckpt: Path) -> Path: return ckpt.parent.parent if ckpt.parent.name == 'checkpoints' else ckpt.parent
+
+def _finite_now(model: GPT, optimizer, dist: Dist) -> bool:
+    "Whether every rank's weights and optimizer state are finite (one read per device; all ranks agree, so all stop together)."
+    ok = torch.tensor(float(all_finite(model, optimizer.state)), device=next(model.parameters()).device)
+    if dist.world > 1: torch.distributed.all_reduce(ok, op=torch.distributed.ReduceOp.MIN)
+    return bool(ok.item())
+
 def train(tc: TrainConfig, mc: ModelConfig | None = None, on_model=None) -> dict:
-    "Train a model; return a summary with the run directory and the final losses. `on_model(model)` is called once it is built (tests plant hooks there)."
-    mc = mc or ModelConfig()
-    resume_from = None
-    if tc.resume_from_checkpoint:
-        default_dir = Path(tc.out_dir) / tc.run_name if tc.run_name else None
-        check(tc.checkpoint_path or default_dir, "resume_from_checkpoint needs checkpoint_path (a run or checkpoint directory) or run_name")
-        resume_from = latest_checkpoint(tc.checkpoint_path or default_dir)
-        mc = ModelConfig.from_json(resume_from / 'config.json')
+    """Train a model; return a summary with the run directory and the final losses. Resuming, `mc` may be None (the checkpoint's
+    config is used); given, it must equal the checkpoint's. `on_model(model)` is called once it is built (tests plant hooks there)."""
+    with contextlib.ExitStack() as owned:  # holds the run directory's lock until the run ends, however it ends
+        return _train(tc, mc, on_model, owned)
+
+def _train(tc: TrainConfig, mc: ModelConfig | None, on_model, owned: contextlib.ExitStack) -> dict:
+    resume_from = resume_point(tc)
     dist, device = init_distributed(tc.device)
     torch.manual_seed(tc.seed)
     check(tc.dtype != 'float16' or device.type == 'cuda', f"dtype='float16' needs a CUDA device (got {device.type}); use dtype='bfloat16'")
@@ -362,7 +507,9 @@ def train(tc: TrainConfig, mc: ModelConfig | None = None, on_model=None) -> dict
     if not dist.main: dist.barrier()  # rank 0 tokenizes and caches first; the others then read its cache
     data = prepare_data(tc.dataset, tc.tokenizer, text_column=tc.text_column, vocab_size=tc.bpe_vocab_size, progress=tc.progress and dist.main)
     if dist.main: dist.barrier()
-    tokenizer = Tokenizer.load(resume_from / 'tokenizer') if resume_from else data.tokenizer
+    tokenizer = data.tokenizer
+    if resume_from: mc = check_resume(resume_from, mc, tokenizer)
+    mc = mc or ModelConfig()
     if mc.vocab_size != tokenizer.vocab_size: mc = mc.replace(vocab_size=tokenizer.vocab_size)
     budget = {'batch_tokens': tc.batch_tokens * dist.world} if tc.batch_tokens else {}
     train_batches = make_batcher(tc.batching, data.train, mc.block_size, tc.batch_size * dist.world, tc.seed, name='train',
@@ -379,14 +526,27 @@ def train(tc: TrainConfig, mc: ModelConfig | None = None, on_model=None) -> dict
         fully_shard(model)
     optimizer = OPTIMIZERS[tc.optimizer](model, tc)
     scaler = torch.amp.GradScaler(device.type, enabled=tc.dtype == 'float16')
-    start = 0
-    if resume_from:
-        start = load_checkpoint(resume_from, model, optimizer, train_batches, device, scaler, tc)
-        run_dir = resume_from.parent.parent if resume_from.parent.name == 'checkpoints' else resume_from.parent
-    else:
-        run_dir = Path(tc.out_dir) / (tc.run_name or default_run_name(tc, mc))
+    memory = None
+    if tc.mem_len:  # Transformer-XL segment memory (24_segment_memory)
+        from .memory import SegmentMemory, evaluate_stream
+        memory = SegmentMemory(model, tc.mem_len, train_batches, dtype=getattr(torch, tc.dtype))
+
+    # everything is checked: the run directory is made (or found) and owned from here on
+    run_dir = _run_dir_of(resume_from) if resume_from else make_run_dir(tc, mc) if dist.main else None
+    if dist.world > 1 and not resume_from:  # a default name is random: rank 0's is the run's
+        name = [str(run_dir)]; torch.distributed.broadcast_object_list(name, src=0); run_dir = Path(name[0])
     if dist.main:
-        run_dir.mkdir(parents=True, exist_ok=True)
+        owned.enter_context(RunLock(run_dir))
+        cleared = clear_debris(run_dir)
+        if cleared: print(f"{run_dir}: {'; '.join(cleared)} (left by an interrupted run)", file=sys.stderr)
+    start = 0
+    summary = dict(run_dir=str(run_dir), params=model.num_params(), steps=steps)
+    if resume_from:
+        start = load_checkpoint(resume_from, model, optimizer, train_batches, device, scaler, tc, data_fingerprint=data.fingerprint)
+        if start >= steps:  # nothing to train: say so, change nothing
+            if dist.world > 1: torch.distributed.destroy_process_group()
+            return dict(summary, checkpoint=str(resume_from), finished_at=start)
+    if dist.main:
         mc.to_json(run_dir / 'config.json'); tc.to_json(run_dir / 'train_config.json')
 
     fwd = model
@@ -398,13 +558,8 @@ def train(tc: TrainConfig, mc: ModelConfig | None = None, on_model=None) -> dict
     wandb_run = _init_wandb(tc, mc, run_dir) if tc.wandb and dist.main else None
     log = MetricsLog(run_dir / 'metrics.jsonl', wandb_run) if dist.main else (lambda **row: None)
     warmup = warmup_steps(steps, tc)
-    summary = dict(run_dir=str(run_dir), params=model.num_params(), steps=steps)
     bar = tqdm(range(start, steps), initial=start, total=steps, disable=not (tc.progress and dist.main),
                desc='compiling…' if tc.compile else 'train', unit='step', dynamic_ncols=True)
-    memory = None
-    if tc.mem_len:  # Transformer-XL segment memory (24_segment_memory)
-        from .memory import SegmentMemory, evaluate_stream
-        memory = SegmentMemory(model, tc.mem_len, train_batches, dtype=getattr(torch, tc.dtype))
     model.train()
     fresh = lambda: dict(loss=0.0, steps=0, tokens=0, targets=0, pad=0)
     acc, tokens_seen, bad_run = fresh(), 0, 0
@@ -436,8 +591,8 @@ def train(tc: TrainConfig, mc: ModelConfig | None = None, on_model=None) -> dict
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip if tc.grad_clip > 0 else float('inf'))
             finite = torch.tensor(float(math.isfinite(step_loss) and math.isfinite(grad_norm.item())), device=device)
             if dist.world > 1: torch.distributed.all_reduce(finite, op=torch.distributed.ReduceOp.MIN)
-            done = step + 1
-            if finite.item() or scaler.is_enabled():
+            done, ok = step + 1, bool(finite.item())
+            if ok or scaler.is_enabled():
                 scaler.step(optimizer)  # with fp16 the scaler itself skips overflowed steps and lowers its scale
                 scaler.update()
                 model.after_optimizer_step()
@@ -446,12 +601,11 @@ def train(tc: TrainConfig, mc: ModelConfig | None = None, on_model=None) -> dict
                 bad_run += 1
                 log(step=done, skipped=True, bad_loss=str(step_loss), grad_norm=str(grad_norm.item()))
                 bar.write(f"step {done}: non-finite loss {step_loss} / grad norm {grad_norm.item()}: step skipped ({bad_run} in a row)")
-                if bad_run >= tc.max_bad_steps:
-                    good = _complete_checkpoints(run_dir / 'checkpoints')
-                    raise NanoformerError(f"stopping: {bad_run} optimizer steps in a row had a non-finite loss (last at step {done}); "
-                                          f"last good checkpoint: {good[-1] if good else 'none yet'}")
+                if bad_run >= tc.max_bad_steps or done == steps:
+                    raise TrainingFailed(f"stopping: {bad_run} optimizer step{'s' if bad_run > 1 else ''} in a row had a non-finite loss (last at step {done}"
+                                         f"{', the last of the run' if done == steps else ''}); last good checkpoint: {last_good(run_dir)}")
             optimizer.zero_grad(set_to_none=True)
-            if finite.item(): acc['loss'] += step_loss; acc['steps'] += 1
+            if ok: acc['loss'] += step_loss; acc['steps'] += 1
             acc['targets'] += n_targets; acc['pad'] += sum(y.numel() for _, y, _ in micro) - n_targets
             if done % tc.log_every == 0 or done == steps:
                 dt = time.perf_counter() - t_log
@@ -476,13 +630,16 @@ def train(tc: TrainConfig, mc: ModelConfig | None = None, on_model=None) -> dict
                 if wandb_run is not None and not sharded:
                     import wandb
                     wandb_run.log({'sample': wandb.Html(f'<pre>{_sample(model, tokenizer)}</pre>')}, step=done)
-            due = (tc.save_every and done % tc.save_every == 0 and not bad_run) or done == steps or stop.name  # no saves mid-way through a bad run
+            due = not bad_run and ((tc.save_every and done % tc.save_every == 0) or done == steps or stop.name)  # no saves mid-way through a bad run
             if due:
+                if not _finite_now(model, optimizer, dist):  # one read per save; the loss was finite but the update was not
+                    raise TrainingFailed(f"stopping at step {done}: the weights or optimizer state are not finite (NaN or inf), so they were not saved; "
+                                         f"last good checkpoint: {last_good(run_dir)}")
                 state = full_state(model, optimizer)  # every rank takes part when the state is sharded
-                if dist.main: summary['checkpoint'] = str(save_checkpoint(run_dir, done, state, tc, tokenizer, train_batches, scaler))
+                if dist.main: summary['checkpoint'] = str(save_checkpoint(run_dir, done, state, tc, tokenizer, train_batches, scaler, data.fingerprint))
             if stop.name:
                 summary['interrupted'] = stop.name
-                bar.write(f"{stop.name}: saved a checkpoint at step {done} and stopped")
+                bar.write(f"{stop.name}: {f'saved a checkpoint at step {done}' if due else 'saved nothing (the last steps were not finite)'} and stopped")
                 break
     bar.close()
     elapsed = time.perf_counter() - t0
