@@ -8,13 +8,13 @@ import argparse, errno, json, os, signal, sys
 from dataclasses import fields, MISSING
 from pathlib import Path
 from fastcore.script import call_parse, Param, store_true
-from .config import ModelConfig, NanoformerError, PRESETS, Registry, check, preset
+from .config import ModelConfig, NanoformerError, PRESETS, Registry, check, discover, preset
 from .model import estimate
 from .train import TrainConfig, resume_point, train
 
 # %% auto #0
-__all__ = ['add_dataclass_flags', 'train_parser', 'configs_from_args', 'estimate_report', 'main', 'nanoformer_train',
-           'nanoformer_generate']
+__all__ = ['add_dataclass_flags', 'OneLineParser', 'train_parser', 'configs_from_args', 'estimate_report', 'main',
+           'nanoformer_train', 'nanoformer_generate']
 
 # %% ../nbs/06_cli.ipynb #05eb8437
 def _parse_value(typ: str):
@@ -28,12 +28,13 @@ def _parse_value(typ: str):
     return parse
 
 def add_dataclass_flags(parser: argparse.ArgumentParser, cls, title: str):
-    "Add a flag (plus alias spellings) for every field of dataclass `cls`."
+    "Add a flag (plus alias spellings) for every field of dataclass `cls` — the fields variant modules add to it included."
+    discover(cls.__name__)
     group = parser.add_argument_group(title)
     for f in fields(cls):
         names = [f'--{f.name}'] + [f'--{a}' for a in f.metadata.get('aliases', ())]
         ch = f.metadata.get('choices')
-        allowed = f" {{{', '.join(ch)}}}" if isinstance(ch, tuple) else ''
+        allowed = f" {{{', '.join(ch.names() if isinstance(ch, Registry) else map(str, ch))}}}" if ch is not None else ''
         help = f"{f.metadata.get('help', '')}{allowed} (default: {f.default})"
         if f.type == 'bool':
             group.add_argument(*names, dest=f.name, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=help)
@@ -41,14 +42,14 @@ def add_dataclass_flags(parser: argparse.ArgumentParser, cls, title: str):
             group.add_argument(*names, dest=f.name, type=_parse_value(f.type), default=argparse.SUPPRESS, help=help,
                                metavar=f.name.upper())
 
-class _Parser(argparse.ArgumentParser):
+class OneLineParser(argparse.ArgumentParser):
     "An ArgumentParser whose errors are one line, like every other nanoformer error."
     def error(self, message):
         print(f"error: {message} (see {self.prog} --help)", file=sys.stderr)
         sys.exit(2)
 
 def train_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog='nanoformer_train', formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    p = OneLineParser(prog='nanoformer_train', formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         description="Train a small GPT. With no arguments: a 0.8M-parameter Llama-style model on the Python standard "
                     "library's source, a few minutes on a laptop CPU, checkpoint under runs/.")
     p.add_argument('--preset', choices=list(PRESETS), default=argparse.SUPPRESS, help='start the model config from a named preset')

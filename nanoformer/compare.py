@@ -14,7 +14,7 @@ from .config import ModelConfig, NanoformerError, PRESETS, check
 from .model import estimate, from_pretrained
 from .data import prepare_data, make_batcher
 from .train import TrainConfig, train, pick_device
-from .cli import _Parser, add_dataclass_flags, main
+from .cli import OneLineParser, add_dataclass_flags, main
 
 # %% auto #0
 __all__ = ['METRICS', 'read_spec', 'plan_runs', 'tune_settings', 'plan_tuning', 'match_params', 'PeakMemory', 'topk_accuracy',
@@ -320,7 +320,7 @@ def compare(spec: dict, out_dir, seeds: list[int] | None = None, train_overrides
 
 # %% ../nbs/41_compare.ipynb #c0a1b2d3
 def compare_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog='nanoformer_compare', formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    p = OneLineParser(prog='nanoformer_compare', formatter_class=argparse.ArgumentDefaultsHelpFormatter,
                 description="Train several model configs over shared settings and seeds; write runs.csv, summary.csv, "
                             "curves.csv and validation-loss plots. Training flags given here override the file's 'train'.")
     p.add_argument('config', help="comparison file (.json / .yaml): {'train': {...}, 'model': {...}, 'seeds': [...], 'runs': [{'name', 'preset', 'model', 'train'}]}")

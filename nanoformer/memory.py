@@ -6,12 +6,13 @@
 from __future__ import annotations
 import numpy as np
 import torch
-from .config import check
+from .config import check, opt
 from .data import BATCHERS, Batcher
 from .model import GPT
+from .train import TRAINER_EXTENSIONS, TrainConfig, TrainerExtension, autocast
 
 # %% auto #0
-__all__ = ['StreamSegments', 'SegmentMemory', 'evaluate_stream']
+__all__ = ['StreamSegments', 'SegmentMemory', 'evaluate_stream', 'SegmentMemoryExtension']
 
 # %% ../nbs/24_segment_memory.ipynb #f19a49e3
 @BATCHERS.register('stream')
@@ -68,3 +69,25 @@ def evaluate_stream(model: GPT, tokens: np.ndarray, block_size: int, batch_size:
         loss += out.loss.item(); correct += (out.logits.argmax(-1) == y).sum().item(); count += y.numel()
     model.train(was_training)
     return dict(loss=loss / count, acc=correct / count, tokens=count)
+
+# %% ../nbs/24_segment_memory.ipynb #d4e5f6a1
+TrainConfig.add_fields(mem_len=opt(0, "Transformer-XL segment memory: each segment also attends to the gradient-stopped keys/values of this many preceding tokens (switches batching to 'stream')", ge=0, type='int'))
+
+@TrainConfig.add_check
+def _memory_needs_streams(tc: TrainConfig):
+    "Memory needs each row to continue the previous segment, and a block recomputed in the backward pass would write it twice."
+    if tc.mem_len and tc.batching == 'random': tc.batching = 'stream'
+    check(not tc.mem_len or tc.batching == 'stream', f"mem_len={tc.mem_len} needs batching='stream' (each row continues its previous segment); got batching={tc.batching!r}")
+    check(not (tc.mem_len and tc.gradient_checkpointing), f"mem_len={tc.mem_len} cannot be combined with gradient_checkpointing: recomputing a block would write its memory twice")
+
+class SegmentMemoryExtension(TrainerExtension):
+    "`--mem_len`: each micro-batch attends to its stream rows' memory; each evaluation adds `val_loss_mem`."
+    def active(self, tc: TrainConfig) -> bool: return getattr(tc, 'mem_len', 0) > 0  # a notebook's own TrainConfig copy lacks the field
+    def setup(self, run) -> SegmentMemory: return SegmentMemory(run.model, run.tc.mem_len, run.train_batches, dtype=getattr(torch, run.tc.dtype))
+    def inputs(self, run, memory: SegmentMemory, index: int, rows: int) -> dict: return memory.inputs(index, rows)
+    def evaluate(self, run, memory: SegmentMemory) -> dict:
+        with autocast(run.device, run.tc.dtype):
+            return {'val_loss_mem': evaluate_stream(run.model, run.data.val, run.mc.block_size, run.tc.batch_size, run.tc.mem_len,
+                                                    run.tc.eval_iters, run.device)['loss']}
+
+TRAINER_EXTENSIONS.register('segment_memory')(SegmentMemoryExtension())

@@ -7,9 +7,9 @@ from __future__ import annotations
 import math
 import torch
 from torch import Tensor
-from .config import check
+from .config import OPTIMIZERS, check, opt
 from .model import GPT
-from .train import OPTIMIZERS, TrainConfig
+from .train import TrainConfig
 
 # %% auto #0
 __all__ = ['MuonAdamW', 'muon_param_groups', 'muon', 'SOAP', 'soap']
@@ -45,6 +45,10 @@ class MuonAdamW(torch.optim.Optimizer):
         return loss
 
 # %% ../nbs/22_optimizers.ipynb #310a06a3
+TrainConfig.add_fields(
+    muon_lr=opt(0.02, "Muon: learning rate of the 2-D hidden weights it updates", gt=0, type='float'),
+    muon_momentum=opt(0.95, "Muon: Nesterov momentum", ge=0, lt=1, type='float'))
+
 def muon_param_groups(model: GPT, tc: TrainConfig) -> list[dict]:
     "The model's decay / no-decay groups, each split into hidden matrices (Muon) and the rest (AdamW)."
     not_hidden = {id(m.weight) for m in (model.tok_emb, model.pos_emb, model.lm_head) if m is not None}

@@ -6,24 +6,26 @@
 from __future__ import annotations
 import contextlib, errno, functools, json, math, os, random, secrets, shutil, signal, sys, threading, time
 import torch.utils.checkpoint
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 import numpy as np
 import torch
 from tqdm.auto import tqdm
-from .config import ConfigMixin, ModelConfig, NanoformerError, OPTIMIZERS, check, opt
+from .config import ConfigMixin, ModelConfig, NanoformerError, OPTIMIZERS, Registry, check, opt
+from .attention import require
 from .model import GPT, atomic_dir, estimate, save_weights, load_weights, weights_file
 from .data import prepare_data, make_batcher, Tokenizer, TokenData, BATCHERS
 try: import fcntl
 except ImportError: fcntl = None  # Windows: run directories go unlocked
 
 # %% auto #0
-__all__ = ['TrainConfig', 'adamw', 'warmup_steps', 'lr_at', 'full_state', 'TrainingFailed', 'all_finite', 'last_good',
-           'save_checkpoint', 'error_summary', 'load_checkpoint', 'latest_checkpoint', 'RunLock', 'default_run_name',
-           'make_run_dir', 'clear_debris', 'pick_device', 'autocast', 'scale_for_cuda', 'device_scale', 'total_steps',
-           'evaluate', 'MetricsLog', 'apply_gradient_checkpointing', 'Dist', 'init_distributed', 'resume_point',
-           'check_resume', 'train']
+__all__ = ['TRAINER_EXTENSIONS', 'TrainConfig', 'adamw', 'warmup_steps', 'lr_at', 'full_state', 'TrainingFailed', 'all_finite',
+           'last_good', 'save_checkpoint', 'error_summary', 'load_checkpoint', 'latest_checkpoint', 'RunLock',
+           'default_run_name', 'make_run_dir', 'clear_debris', 'pick_device', 'autocast', 'scale_for_cuda',
+           'device_scale', 'total_steps', 'evaluate', 'atomic_write_text', 'MetricsLog', 'apply_gradient_checkpointing',
+           'Dist', 'init_distributed', 'resume_point', 'check_resume', 'TrainerExtension', 'Run', 'setup_run', 'Stats',
+           'optimizer_step', 'log_metrics', 'evaluate_run', 'save_run', 'train']
 
 # %% ../nbs/05_train.ipynb #d97c0bc0
 @dataclass(init=False, repr=False, eq=False)
@@ -41,8 +43,6 @@ class TrainConfig(ConfigMixin):
     tokens_per_param: float | None = opt(None, "train on this many tokens per parameter (20 ≈ Chinchilla-optimal; sets max_steps)", gt=0)
     batch_tokens: int | None = opt(None, "length-bucketed batching: tokens per micro-batch (padding included) instead of batch_size sequences", ge=1)
     optimizer: str = opt('adamw', "optimizer (a registered name: adamw, muon, soap, …)", choices=OPTIMIZERS)
-    muon_lr: float = opt(0.02, "Muon: learning rate of the 2-D hidden weights it updates", gt=0)
-    muon_momentum: float = opt(0.95, "Muon: Nesterov momentum", ge=0, lt=1)
     lr: float = opt(1e-3, "peak learning rate", aliases=('learning_rate',), gt=0)
     min_lr_ratio: float = opt(0.1, "final learning rate as a fraction of lr", ge=0, le=1)
     schedule: str = opt('cosine', "learning-rate schedule after warmup", choices=('cosine', 'wsd', 'constant'))
@@ -72,7 +72,6 @@ class TrainConfig(ConfigMixin):
     checkpoint_path: str | None = opt(None, "a run directory (its latest checkpoint is used) or a checkpoint directory")
     wandb: bool = opt(False, "log to Weights & Biases (offline when no API key is set)")
     wandb_project: str = opt('nanoformer', "Weights & Biases project")
-    mem_len: int = opt(0, "Transformer-XL segment memory: each segment also attends to the gradient-stopped keys/values of this many preceding tokens (switches batching to 'stream')", ge=0)
     progress: bool = opt(True, "show a progress bar")
 
     def validate(self):
@@ -80,9 +79,6 @@ class TrainConfig(ConfigMixin):
         self.check_fields()
         check(self.batch_tokens is None or self.batching == 'bucketed',
               f"batch_tokens={self.batch_tokens} needs batching='bucketed' (got batching={self.batching!r})")
-        if self.mem_len and self.batching == 'random': self.batching = 'stream'  # memory needs each row to continue the previous segment
-        check(not self.mem_len or self.batching == 'stream', f"mem_len={self.mem_len} needs batching='stream' (each row continues its previous segment); got batching={self.batching!r}")
-        check(not (self.mem_len and self.gradient_checkpointing), f"mem_len={self.mem_len} cannot be combined with gradient_checkpointing: recomputing a block would write its memory twice")
         check(self.device == 'auto' or self.device.split(':')[0] in ('cpu', 'cuda', 'mps'),
               f"device={self.device!r} is not allowed; choose one of: auto, cpu, cuda, cuda:N, mps")
         check(self.seed < 2**63, f"seed={self.seed} must be below 2**63 (torch and numpy take 64-bit seeds)")
@@ -93,8 +89,8 @@ class TrainConfig(ConfigMixin):
 # %% ../nbs/05_train.ipynb #a377ceb8
 @OPTIMIZERS.register('adamw')
 def adamw(model, tc) -> torch.optim.Optimizer:
-    "AdamW over the model's decay / no-decay groups; fused on CUDA."
-    fused = next(model.parameters()).device.type == 'cuda'
+    "AdamW over the model's decay / no-decay groups; fused (one kernel, and a non-finite step skipped on the device) unless sharded."
+    fused = next(model.parameters()).device.type in ('cpu', 'cuda') and not _sharded(model)
     return torch.optim.AdamW(model.param_groups(tc.weight_decay), lr=tc.lr, betas=(tc.beta1, tc.beta2), fused=fused)
 
 # %% ../nbs/05_train.ipynb #fbdf0ee3
@@ -239,8 +235,8 @@ def error_summary(e: Exception, n: int = 2, width: int = 400) -> str:
     return f"{type(e).__name__}: {text[:width]}" if text else type(e).__name__
 
 def load_checkpoint(path: Path, model: GPT, optimizer, batcher, device, scaler=None, tc: TrainConfig | None = None,
-                    data_fingerprint: str | None = None) -> int:
-    "Restore model, optimizer, batcher, loss-scaler and RNG states from checkpoint `path`; return its step. With `data_fingerprint`, the checkpoint must have been trained on the same tokens."
+                    data_fingerprint: str | None = None) -> tuple[int, int]:
+    "Restore model, optimizer, batcher, loss-scaler and RNG states from checkpoint `path`; return its step and the tokens trained on. With `data_fingerprint`, the checkpoint must have been trained on the same tokens."
     corrupt = lambda e: NanoformerError(f"checkpoint {str(path)!r} is corrupt or incomplete ({error_summary(e)})")
     try: state = torch.load(path / 'trainer_state.pt', weights_only=True, map_location=device)
     except Exception as e: raise corrupt(e) from None
@@ -261,7 +257,7 @@ def load_checkpoint(path: Path, model: GPT, optimizer, batcher, device, scaler=N
         _set_rng_state(state['rng'])
     except Exception as e: raise corrupt(e) from None
     check(all_finite(model, optimizer.state_dict()), f"checkpoint {str(path)!r}: its weights or optimizer state are not finite (NaN or inf); resume from an earlier checkpoint")
-    return state['step']
+    return state['step'], state.get('tokens', 0)
 
 def latest_checkpoint(path) -> Path:
     "The checkpoint directory `path` names: itself if it is one, else the newest complete one of the run directory."
@@ -393,9 +389,20 @@ def _aux_total(out, mc: ModelConfig, in_warmup: bool = False, lm: bool = True) -
         if w: loss = loss + w * value
     return loss
 
+def atomic_write_text(path: Path, text: str):
+    "Write `text` to `path` through a temporary file in the same folder and a rename: a reader sees the old file or the new one."
+    tmp = path.with_name(f'.{path.name}.tmp')
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
 class MetricsLog:
-    "Appends JSON lines to `metrics.jsonl` and mirrors them to wandb when a run is active."
-    def __init__(self, path, wandb_run=None): self.path, self.wandb_run = Path(path), wandb_run
+    "Appends JSON lines to `metrics.jsonl` and mirrors them to wandb; resuming at step `keep_until`, rows logged after it are dropped (they are logged again)."
+    def __init__(self, path, wandb_run=None, keep_until: int | None = None):
+        self.path, self.wandb_run = Path(path), wandb_run
+        if keep_until is not None and self.path.is_file():
+            rows = self.path.read_text().splitlines()
+            kept = [r for r in rows if json.loads(r).get('step', 0) <= keep_until]
+            if len(kept) < len(rows): atomic_write_text(self.path, ''.join(r + '\n' for r in kept))
     def __call__(self, **row):
         with open(self.path, 'a') as f: f.write(json.dumps(row) + '\n')
         if self.wandb_run is not None: self.wandb_run.log(row, step=row.get('step'))
@@ -491,32 +498,64 @@ def _finite_now(model: GPT, optimizer, dist: Dist) -> bool:
     if dist.world > 1: torch.distributed.all_reduce(ok, op=torch.distributed.ReduceOp.MIN)
     return bool(ok.item())
 
-def train(tc: TrainConfig, mc: ModelConfig | None = None, on_model=None) -> dict:
-    """Train a model; return a summary with the run directory and the final losses. Resuming, `mc` may be None (the checkpoint's
-    config is used); given, it must equal the checkpoint's. `on_model(model)` is called once it is built (tests plant hooks there)."""
-    with contextlib.ExitStack() as owned:  # holds the run directory's lock until the run ends, however it ends
-        return _train(tc, mc, on_model, owned)
 
-def _train(tc: TrainConfig, mc: ModelConfig | None, on_model, owned: contextlib.ExitStack) -> dict:
+# %% ../nbs/05_train.ipynb #b0c1d2e0
+TRAINER_EXTENSIONS = Registry('trainer extension', 'TRAINER_EXTENSIONS')
+
+class TrainerExtension:
+    "What a feature adds to training without a branch in the loop; registered under a name in `TRAINER_EXTENSIONS`."
+    def active(self, tc: TrainConfig) -> bool: return False
+    def setup(self, run: Run): "Called once the run is built; returns the extension's state."
+    def inputs(self, run: Run, state, index: int, rows: int) -> dict: return {}  # extra model inputs for micro-batch `index`
+    def evaluate(self, run: Run, state) -> dict: return {}                     # extra metrics at each evaluation
+
+@dataclass
+class Run:
+    "One training run as `setup_run` builds it: what the loop reads and updates."
+    tc: TrainConfig
+    mc: ModelConfig
+    dist: Dist
+    device: torch.device
+    data: TokenData
+    model: GPT
+    fwd: torch.nn.Module            # what the forward pass runs through: the model, compiled and/or DDP-wrapped
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    train_batches: object
+    val_batches: object
+    steps: int
+    start: int
+    run_dir: Path | None
+    log: object
+    extensions: list                # (extension, its state)
+    tokens_seen: int = 0
+    summary: dict = field(default_factory=dict)
+    wandb_run: object = None
+
+    @property
+    def device_skip(self) -> bool:
+        "Whether a non-finite step can be skipped on the device (fused AdamW's `found_inf`), so no step reads the host."
+        return getattr(self.optimizer, 'defaults', {}).get('fused', False) and not self.scaler.is_enabled()
+
+# %% ../nbs/05_train.ipynb #b0c1d2e2
+def setup_run(tc: TrainConfig, mc: ModelConfig | None, owned: contextlib.ExitStack, on_model=None) -> Run:
+    "Build a run: data, model, optimizer, extensions; then own its directory and, resuming, load its checkpoint."
     resume_from = resume_point(tc)
     dist, device = init_distributed(tc.device)
     torch.manual_seed(tc.seed)
     check(tc.dtype != 'float16' or device.type == 'cuda', f"dtype='float16' needs a CUDA device (got {device.type}); use dtype='bfloat16'")
     check(dist.world == 1 or tc.batching != 'bucketed', "batching='bucketed' makes batches of varying rows and runs single-process only; use 'random' or 'packed_docs' with torchrun")
-
     if not dist.main: dist.barrier()  # rank 0 tokenizes and caches first; the others then read its cache
     data = prepare_data(tc.dataset, tc.tokenizer, text_column=tc.text_column, vocab_size=tc.bpe_vocab_size, progress=tc.progress and dist.main)
     if dist.main: dist.barrier()
-    tokenizer = data.tokenizer
-    if resume_from: mc = check_resume(resume_from, mc, tokenizer)
+    if resume_from: mc = check_resume(resume_from, mc, data.tokenizer)
     mc = mc or ModelConfig()
-    if mc.vocab_size != tokenizer.vocab_size: mc = mc.replace(vocab_size=tokenizer.vocab_size)
+    if mc.vocab_size != data.tokenizer.vocab_size: mc = mc.replace(vocab_size=data.tokenizer.vocab_size)
+    if tc.batching == 'packed_docs': require(mc.attention, 'doc_mask', "batching='packed_docs'")
     budget = {'batch_tokens': tc.batch_tokens * dist.world} if tc.batch_tokens else {}
     train_batches = make_batcher(tc.batching, data.train, mc.block_size, tc.batch_size * dist.world, tc.seed, name='train',
                                  doc_starts=data.train_doc_starts, **budget)
     val_batches = make_batcher('random', data.val, mc.block_size, tc.batch_size, 1234, name='val')
-    steps = total_steps(tc, mc, len(data.train))
-
     model = GPT(mc).to(device)
     if on_model is not None: on_model(model)
     if tc.gradient_checkpointing: apply_gradient_checkpointing(model)
@@ -526,124 +565,154 @@ def _train(tc: TrainConfig, mc: ModelConfig | None, on_model, owned: contextlib.
         fully_shard(model)
     optimizer = OPTIMIZERS[tc.optimizer](model, tc)
     scaler = torch.amp.GradScaler(device.type, enabled=tc.dtype == 'float16')
-    memory = None
-    if tc.mem_len:  # Transformer-XL segment memory (24_segment_memory)
-        from .memory import SegmentMemory, evaluate_stream
-        memory = SegmentMemory(model, tc.mem_len, train_batches, dtype=getattr(torch, tc.dtype))
-
+    run = Run(tc, mc, dist, device, data, model, model, optimizer, scaler, train_batches, val_batches,
+              total_steps(tc, mc, len(data.train)), 0, None, lambda **row: None, [])
+    run.extensions = [(ext, ext.setup(run)) for ext in map(TRAINER_EXTENSIONS.__getitem__, TRAINER_EXTENSIONS.names()) if ext.active(tc)]
     # everything is checked: the run directory is made (or found) and owned from here on
-    run_dir = _run_dir_of(resume_from) if resume_from else make_run_dir(tc, mc) if dist.main else None
+    run.run_dir = _run_dir_of(resume_from) if resume_from else make_run_dir(tc, mc) if dist.main else None
     if dist.world > 1 and not resume_from:  # a default name is random: rank 0's is the run's
-        name = [str(run_dir)]; torch.distributed.broadcast_object_list(name, src=0); run_dir = Path(name[0])
+        name = [str(run.run_dir)]; torch.distributed.broadcast_object_list(name, src=0); run.run_dir = Path(name[0])
     if dist.main:
-        owned.enter_context(RunLock(run_dir))
-        cleared = clear_debris(run_dir)
-        if cleared: print(f"{run_dir}: {'; '.join(cleared)} (left by an interrupted run)", file=sys.stderr)
-    start = 0
-    summary = dict(run_dir=str(run_dir), params=model.num_params(), steps=steps)
+        owned.enter_context(RunLock(run.run_dir))
+        cleared = clear_debris(run.run_dir)
+        if cleared: print(f"{run.run_dir}: {'; '.join(cleared)} (left by an interrupted run)", file=sys.stderr)
+    run.summary = dict(run_dir=str(run.run_dir), params=model.num_params(), steps=run.steps)
     if resume_from:
-        start = load_checkpoint(resume_from, model, optimizer, train_batches, device, scaler, tc, data_fingerprint=data.fingerprint)
-        if start >= steps:  # nothing to train: say so, change nothing
-            if dist.world > 1: torch.distributed.destroy_process_group()
-            return dict(summary, checkpoint=str(resume_from), finished_at=start)
-    if dist.main:
-        mc.to_json(run_dir / 'config.json'); tc.to_json(run_dir / 'train_config.json')
-
-    fwd = model
+        run.start, run.tokens_seen = load_checkpoint(resume_from, model, optimizer, train_batches, device, scaler, tc, data_fingerprint=data.fingerprint)
+        if run.start >= run.steps: run.summary.update(checkpoint=str(resume_from), finished_at=run.start)
+    if dist.main and run.start < run.steps:
+        mc.to_json(run.run_dir / 'config.json'); tc.to_json(run.run_dir / 'train_config.json')
+        run.wandb_run = _init_wandb(tc, mc, run.run_dir) if tc.wandb else None
+        run.log = MetricsLog(run.run_dir / 'metrics.jsonl', run.wandb_run, keep_until=run.start)
     if tc.compile:
-        try: fwd = torch.compile(model)
+        try: run.fwd = torch.compile(model)
         except Exception as e: print(f"torch.compile unavailable ({str(e).splitlines()[0][:120]}); training uncompiled")
     if dist.world > 1 and not _sharded(model):
-        fwd = torch.nn.parallel.DistributedDataParallel(fwd, device_ids=[device.index] if device.type == 'cuda' else None)
-    wandb_run = _init_wandb(tc, mc, run_dir) if tc.wandb and dist.main else None
-    log = MetricsLog(run_dir / 'metrics.jsonl', wandb_run) if dist.main else (lambda **row: None)
-    warmup = warmup_steps(steps, tc)
-    bar = tqdm(range(start, steps), initial=start, total=steps, disable=not (tc.progress and dist.main),
-               desc='compiling…' if tc.compile else 'train', unit='step', dynamic_ncols=True)
-    model.train()
-    fresh = lambda: dict(loss=0.0, steps=0, tokens=0, targets=0, pad=0)
-    acc, tokens_seen, bad_run = fresh(), 0, 0
-    t0 = t_log = time.perf_counter()
-    with _StopSignal() as stop:
-        for step in bar:
-            lr = lr_at(step, steps, tc)
-            for g in optimizer.param_groups: g['lr'] = lr * g.get('lr_scale', 1.0)
-            micro = [_to(train_batches.get(step * tc.gradient_accumulation_steps + m), device) for m in range(tc.gradient_accumulation_steps)]
-            n_targets = sum(int((y != -100).sum()) for _, y, _ in micro)
-            step_loss, aux_acc = 0.0, {}
-            for m, (x, y, extras) in enumerate(micro):
-                x, y = _rank_slice(x, dist), _rank_slice(y, dist)
-                extras = {k: _rank_slice(v, dist) for k, v in extras.items()}
-                if memory is not None: extras = {**extras, **memory.inputs(step * tc.gradient_accumulation_steps + m, x.shape[0])}
-                sync = fwd.no_sync() if isinstance(fwd, torch.nn.parallel.DistributedDataParallel) and m < len(micro) - 1 else contextlib.nullcontext()
-                with sync:
-                    with autocast(device, tc.dtype): out = fwd(x, y, reduction='sum', **extras)
-                    lm_loss = out.loss * dist.world / max(n_targets, 1)  # DDP averages over ranks: × world makes it a global token mean
-                    scaler.scale(lm_loss + _aux_total(out, mc, step < warmup, lm=False) / len(micro)).backward()
-                step_loss += lm_loss.item() / dist.world
-                for k, v in out.aux.items(): aux_acc[k] = aux_acc.get(k, 0.0) + v.item() / len(micro)
-                acc['tokens'] += x.numel() * dist.world
-            if dist.world > 1:  # each rank summed its own rows; the logged loss is the global token mean
-                t = torch.tensor(step_loss * dist.world, device=device)
-                torch.distributed.all_reduce(t)
-                step_loss = t.item() / dist.world
-            scaler.unscale_(optimizer)
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip if tc.grad_clip > 0 else float('inf'))
-            finite = torch.tensor(float(math.isfinite(step_loss) and math.isfinite(grad_norm.item())), device=device)
-            if dist.world > 1: torch.distributed.all_reduce(finite, op=torch.distributed.ReduceOp.MIN)
-            done, ok = step + 1, bool(finite.item())
-            if ok or scaler.is_enabled():
-                scaler.step(optimizer)  # with fp16 the scaler itself skips overflowed steps and lowers its scale
-                scaler.update()
-                model.after_optimizer_step()
-                bad_run = 0
-            else:
-                bad_run += 1
-                log(step=done, skipped=True, bad_loss=str(step_loss), grad_norm=str(grad_norm.item()))
-                bar.write(f"step {done}: non-finite loss {step_loss} / grad norm {grad_norm.item()}: step skipped ({bad_run} in a row)")
-                if bad_run >= tc.max_bad_steps or done == steps:
-                    raise TrainingFailed(f"stopping: {bad_run} optimizer step{'s' if bad_run > 1 else ''} in a row had a non-finite loss (last at step {done}"
-                                         f"{', the last of the run' if done == steps else ''}); last good checkpoint: {last_good(run_dir)}")
-            optimizer.zero_grad(set_to_none=True)
-            if ok: acc['loss'] += step_loss; acc['steps'] += 1
-            acc['targets'] += n_targets; acc['pad'] += sum(y.numel() for _, y, _ in micro) - n_targets
-            if done % tc.log_every == 0 or done == steps:
-                dt = time.perf_counter() - t_log
-                row = dict(step=done, loss=acc['loss'] / max(acc['steps'], 1), lr=lr, grad_norm=grad_norm.item(),
-                           tokens=tokens_seen + acc['tokens'], tokens_per_s=acc['tokens'] / dt,
-                           pad_frac=acc['pad'] / max(acc['targets'] + acc['pad'], 1), **aux_acc)
-                log(**row)
-                bar.set_description('train')
-                bar.set_postfix(loss=f"{row['loss']:.3f}", lr=f"{lr:.2e}", tok_s=f"{row['tokens_per_s']:,.0f}")
-                summary['train_loss'] = row['loss']
-                tokens_seen += acc['tokens']
-                acc, t_log = fresh(), time.perf_counter()
-            sharded = _sharded(model)  # a sharded model's forward is collective: every rank evaluates
-            if (dist.main or sharded) and ((tc.eval_every and done % tc.eval_every == 0) or done == steps):
-                ev = evaluate(model, val_batches, tc, device)
-                if memory is not None:  # the same model reading the validation text as streams, with its memory
-                    with autocast(device, tc.dtype):
-                        ev['val_loss_mem'] = evaluate_stream(model, data.val, mc.block_size, tc.batch_size, tc.mem_len, tc.eval_iters, device)['loss']
-                log(step=done, **ev)
-                summary.update(ev)
-                if dist.main: bar.write(f"step {done}: val_loss {ev['val_loss']:.4f}")
-                if wandb_run is not None and not sharded:
-                    import wandb
-                    wandb_run.log({'sample': wandb.Html(f'<pre>{_sample(model, tokenizer)}</pre>')}, step=done)
-            due = not bad_run and ((tc.save_every and done % tc.save_every == 0) or done == steps or stop.name)  # no saves mid-way through a bad run
-            if due:
-                if not _finite_now(model, optimizer, dist):  # one read per save; the loss was finite but the update was not
-                    raise TrainingFailed(f"stopping at step {done}: the weights or optimizer state are not finite (NaN or inf), so they were not saved; "
-                                         f"last good checkpoint: {last_good(run_dir)}")
-                state = full_state(model, optimizer)  # every rank takes part when the state is sharded
-                if dist.main: summary['checkpoint'] = str(save_checkpoint(run_dir, done, state, tc, tokenizer, train_batches, scaler, data.fingerprint))
-            if stop.name:
-                summary['interrupted'] = stop.name
-                bar.write(f"{stop.name}: {f'saved a checkpoint at step {done}' if due else 'saved nothing (the last steps were not finite)'} and stopped")
-                break
-    bar.close()
-    elapsed = time.perf_counter() - t0
-    summary.update(seconds=elapsed, tokens_per_s=(tokens_seen + acc['tokens']) / max(elapsed, 1e-9))
-    if wandb_run is not None: wandb_run.finish()
-    if dist.world > 1: torch.distributed.destroy_process_group()
-    return summary
+        run.fwd = torch.nn.parallel.DistributedDataParallel(run.fwd, device_ids=[device.index] if device.type == 'cuda' else None)
+    return run
+
+# %% ../nbs/05_train.ipynb #b0c1d2e4
+@dataclass
+class Stats:
+    "Device-side sums since the last log line, and host-side token counts (known from shapes, never read back)."
+    loss: torch.Tensor
+    ok_steps: torch.Tensor
+    skipped: torch.Tensor
+    bad_run: torch.Tensor           # skipped steps in a row (not reset at a log line)
+    grad_norm: torch.Tensor
+    aux: dict = field(default_factory=dict)
+    tokens: int = 0
+    targets: int = 0
+    pad: int = 0
+
+    @classmethod
+    def fresh(cls, device, bad_run=None) -> Stats:
+        z = lambda: torch.zeros((), device=device)
+        return cls(z(), z(), z(), z() if bad_run is None else bad_run, z())
+
+def optimizer_step(run: Run, step: int, stats: Stats):
+    "Optimizer step `step`: accumulate its micro-batches' gradients, clip, and update unless the step is not finite."
+    tc, dist, model = run.tc, run.dist, run.model
+    lr = lr_at(step, run.steps, tc)
+    for g in run.optimizer.param_groups: g['lr'] = lr * g.get('lr_scale', 1.0)
+    micro = [run.train_batches.get(step * tc.gradient_accumulation_steps + m) for m in range(tc.gradient_accumulation_steps)]
+    n_targets = sum(int((b[1] != -100).sum()) for b in micro)  # on the CPU batch: no device read
+    loss = torch.zeros((), device=run.device)
+    for m, batch in enumerate(micro):
+        x, y, extras = _to(batch, run.device)
+        x, y, extras = _rank_slice(x, dist), _rank_slice(y, dist), {k: _rank_slice(v, dist) for k, v in extras.items()}
+        for ext, state in run.extensions: extras.update(ext.inputs(run, state, step * tc.gradient_accumulation_steps + m, x.shape[0]))
+        ddp = isinstance(run.fwd, torch.nn.parallel.DistributedDataParallel) and m < len(micro) - 1
+        with run.fwd.no_sync() if ddp else contextlib.nullcontext():
+            with autocast(run.device, tc.dtype): out = run.fwd(x, y, reduction='sum', **extras)
+            lm_loss = out.loss * dist.world / max(n_targets, 1)  # DDP averages over ranks: × world makes it a global token mean
+            run.scaler.scale(lm_loss + _aux_total(out, run.mc, step < warmup_steps(run.steps, tc), lm=False) / len(micro)).backward()
+        loss += lm_loss.detach() / dist.world
+        for k, v in out.aux.items(): stats.aux[k] = stats.aux.get(k, 0.0) + v.detach() / len(micro)
+        stats.tokens += x.numel() * dist.world
+    if dist.world > 1: torch.distributed.all_reduce(loss)  # each rank summed its own rows: the global token mean
+    run.scaler.unscale_(run.optimizer)
+    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip if tc.grad_clip > 0 else float('inf'))
+    finite = (torch.isfinite(loss) & torch.isfinite(grad_norm)).float()
+    if dist.world > 1: torch.distributed.all_reduce(finite, op=torch.distributed.ReduceOp.MIN)
+    if run.device_skip: run.optimizer.found_inf = 1 - finite  # fused AdamW leaves everything untouched when found_inf is 1
+    if run.device_skip or run.scaler.is_enabled() or bool(finite):  # the last: a host read, for optimizers without found_inf
+        run.scaler.step(run.optimizer)  # with fp16 the scaler itself skips overflowed steps and lowers its scale
+        run.scaler.update()
+        model.after_optimizer_step()
+    run.optimizer.zero_grad(set_to_none=True)
+    stats.loss += loss.nan_to_num() * finite; stats.ok_steps += finite; stats.skipped += 1 - finite
+    stats.bad_run = (stats.bad_run + 1) * (1 - finite)
+    stats.grad_norm = grad_norm.detach()
+    stats.targets += n_targets; stats.pad += sum(b[1].numel() for b in micro) - n_targets
+    return lr
+
+# %% ../nbs/05_train.ipynb #b0c1d2e6
+def log_metrics(run: Run, done: int, lr: float, stats: Stats, seconds: float) -> Stats:
+    "Write the log line for the steps since the last one (the loop's only device reads); stop a run stuck on non-finite steps."
+    bad_run, skipped, ok = int(stats.bad_run), int(stats.skipped), int(stats.ok_steps)
+    if skipped: print(f"steps up to {done}: {skipped} optimizer step{'s' if skipped > 1 else ''} skipped (non-finite loss or gradient)", file=sys.stderr)
+    if bad_run >= run.tc.max_bad_steps or (bad_run and done == run.steps):
+        raise TrainingFailed(f"stopping: {bad_run} optimizer step{'s' if bad_run > 1 else ''} in a row had a non-finite loss (last at step {done}"
+                             f"{', the last of the run' if done == run.steps else ''}); last good checkpoint: {last_good(run.run_dir)}")
+    row = dict(step=done, loss=stats.loss.item() / max(ok, 1), lr=lr, grad_norm=stats.grad_norm.item(), tokens=run.tokens_seen + stats.tokens,
+               tokens_per_s=stats.tokens / seconds, pad_frac=stats.pad / max(stats.targets + stats.pad, 1),
+               **({'skipped': skipped} if skipped else {}), **{k: v.item() for k, v in stats.aux.items()})
+    run.log(**row)
+    run.summary['train_loss'] = row['loss']
+    run.tokens_seen += stats.tokens
+    return Stats.fresh(run.device, stats.bad_run)
+
+def evaluate_run(run: Run, done: int) -> dict:
+    "Validation loss and accuracy, plus what each extension measures; logged."
+    ev = evaluate(run.model, run.val_batches, run.tc, run.device)
+    for ext, state in run.extensions: ev.update(ext.evaluate(run, state))
+    run.log(step=done, **ev)
+    run.summary.update(ev)
+    if run.wandb_run is not None and not _sharded(run.model):
+        import wandb
+        run.wandb_run.log({'sample': wandb.Html(f'<pre>{_sample(run.model, run.data.tokenizer)}</pre>')}, step=done)
+    return ev
+
+def save_run(run: Run, done: int):
+    "A checkpoint of step `done` (every rank takes part when the state is sharded), after checking the state is finite."
+    if not _finite_now(run.model, run.optimizer, run.dist):  # one read per save; the loss was finite but the update was not
+        raise TrainingFailed(f"stopping at step {done}: the weights or optimizer state are not finite (NaN or inf), so they were not saved; "
+                             f"last good checkpoint: {last_good(run.run_dir)}")
+    state = dict(full_state(run.model, run.optimizer), tokens=run.tokens_seen)
+    if run.dist.main: run.summary['checkpoint'] = str(save_checkpoint(run.run_dir, done, state, run.tc, run.data.tokenizer, run.train_batches, run.scaler, run.data.fingerprint))
+
+# %% ../nbs/05_train.ipynb #b0c1d2e8
+def train(tc: TrainConfig, mc: ModelConfig | None = None, on_model=None) -> dict:
+    """Train a model; return a summary with the run directory and the final losses. Resuming, `mc` may be None (the checkpoint's
+    config is used); given, it must equal the checkpoint's. `on_model(model)` is called once it is built (tests plant hooks there)."""
+    with contextlib.ExitStack() as owned:  # holds the run directory's lock until the run ends, however it ends
+        run = setup_run(tc, mc, owned, on_model)
+        if run.start >= run.steps: return run.summary  # a finished run: nothing to do, nothing changed
+        bar = tqdm(range(run.start, run.steps), initial=run.start, total=run.steps, disable=not (tc.progress and run.dist.main),
+                   desc='compiling…' if tc.compile else 'train', unit='step', dynamic_ncols=True)
+        run.model.train()
+        stats, t0, tokens0 = Stats.fresh(run.device), time.perf_counter(), run.tokens_seen
+        t_log = t0
+        with _StopSignal() as stop:
+            for step in bar:
+                lr, done = optimizer_step(run, step, stats), step + 1
+                if done % tc.log_every == 0 or done == run.steps or stop.name:
+                    stats = log_metrics(run, done, lr, stats, time.perf_counter() - t_log)
+                    t_log = time.perf_counter()
+                    bar.set_description('train'); bar.set_postfix(loss=f"{run.summary['train_loss']:.3f}", lr=f"{lr:.2e}")
+                if (run.dist.main or _sharded(run.model)) and ((tc.eval_every and done % tc.eval_every == 0) or done == run.steps):
+                    ev = evaluate_run(run, done)  # a sharded model's forward is collective: every rank evaluates
+                    if run.dist.main: bar.write(f"step {done}: val_loss {ev['val_loss']:.4f}")
+                saved = ((tc.save_every and done % tc.save_every == 0) or done == run.steps or stop.name) and not int(stats.bad_run)
+                if saved: save_run(run, done)  # a save step reads the device: no checkpoint in the middle of skipped steps
+                if stop.name:
+                    run.summary['interrupted'] = stop.name
+                    bar.write(f"{stop.name}: {f'saved a checkpoint at step {done}' if saved else 'saved nothing (the last steps were not finite)'} and stopped")
+                    break
+        bar.close()
+        elapsed = time.perf_counter() - t0
+        run.summary.update(seconds=elapsed, tokens_per_s=(run.tokens_seen - tokens0) / max(elapsed, 1e-9))
+        if run.wandb_run is not None: run.wandb_run.finish()
+        if run.dist.world > 1: torch.distributed.destroy_process_group()
+        return run.summary
