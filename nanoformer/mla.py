@@ -21,6 +21,14 @@ ModelConfig.add_fields(
     q_lora_rank=opt(None, "MLA: width of the compressed query latent (None = full-rank queries)", ge=1, type='int | None'),
     rope_head_dim=opt(None, "MLA: width of the decoupled RoPE key/query part (default head_dim // 2)", ge=1, type='int | None'))
 
+@ModelConfig.add_check
+def _mla_latents_compress(cfg: ModelConfig):
+    "A latent wider than the model compresses nothing."
+    if cfg.attention != 'mla': return
+    for name in ('kv_lora_rank', 'q_lora_rank'):
+        v = getattr(cfg, name)
+        check(v is None or v <= cfg.d_model, f"{name}={v} must be at most d_model={cfg.d_model}: MLA's latent compresses the model width")
+
 class MLACache(KVCache):
     "Latent cache: a `KVCache` with one 'head' whose keys are c_KV (width L) and whose values are k_R (width R)."
     def __init__(self, batch: int, max_len: int, kv_lora_rank: int, rope_head_dim: int, dtype, device):
