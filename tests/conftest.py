@@ -27,3 +27,7 @@ def run_cli(*args, cwd=None, timeout=600):
     "Run a console script as a subprocess; return the CompletedProcess."
     exe = shutil.which(args[0]) or args[0]
     return subprocess.run([exe, *map(str, args[1:])], capture_output=True, text=True, cwd=cwd, timeout=timeout, env=os.environ.copy())
+
+
+def pytest_configure(config):
+    config.addinivalue_line('markers', 'llama_cpp: needs llama-cpp-python (built from source; opt-in, skipped without it)')
