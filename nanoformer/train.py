@@ -244,6 +244,7 @@ def load_checkpoint(path: Path, model: GPT, optimizer, batcher, device, scaler=N
     check(data_fingerprint is None or theirs is None or theirs == data_fingerprint,
           f"cannot resume {str(path)!r}: the dataset differs from the one it was trained on (token fingerprint {theirs} there, "
           f"{data_fingerprint} here); resume with the same dataset, or start a new run")
+    kernels = [{k: g[k] for k in ('fused', 'foreach') if k in g} for g in optimizer.param_groups]
     try:
         if _sharded(model): _load_sharded(path, state, model, optimizer, tc)
         else:
@@ -252,6 +253,7 @@ def load_checkpoint(path: Path, model: GPT, optimizer, batcher, device, scaler=N
                 from torch.distributed.checkpoint.state_dict import set_optimizer_state_dict, StateDictOptions
                 set_optimizer_state_dict(model, optimizer, state['optimizer_fqn'], options=StateDictOptions(full_state_dict=True))
             else: optimizer.load_state_dict(state['optimizer'])
+        for g, k in zip(optimizer.param_groups, kernels): g.update(k)  # which kernel runs is this run's choice, not the checkpoint's
         batcher.load_state_dict(state['batcher'])
         if scaler is not None and 'scaler' in state: scaler.load_state_dict(state['scaler'])
         _set_rng_state(state['rng'])
@@ -535,7 +537,7 @@ class Run:
     @property
     def device_skip(self) -> bool:
         "Whether a non-finite step can be skipped on the device (fused AdamW's `found_inf`), so no step reads the host."
-        return getattr(self.optimizer, 'defaults', {}).get('fused', False) and not self.scaler.is_enabled()
+        return all(g.get('fused') for g in self.optimizer.param_groups) and not self.scaler.is_enabled()
 
 # %% ../nbs/05_train.ipynb #b0c1d2e2
 def setup_run(tc: TrainConfig, mc: ModelConfig | None, owned: contextlib.ExitStack, on_model=None) -> Run:
@@ -633,6 +635,7 @@ def optimizer_step(run: Run, step: int, stats: Stats):
     if dist.world > 1: torch.distributed.all_reduce(loss)  # each rank summed its own rows: the global token mean
     run.scaler.unscale_(run.optimizer)
     grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip if tc.grad_clip > 0 else float('inf'))
+    if hasattr(grad_norm, 'full_tensor'): grad_norm = grad_norm.full_tensor()  # FSDP: the norm is a DTensor
     finite = (torch.isfinite(loss) & torch.isfinite(grad_norm)).float()
     if dist.world > 1: torch.distributed.all_reduce(finite, op=torch.distributed.ReduceOp.MIN)
     if run.device_skip: run.optimizer.found_inf = 1 - finite  # fused AdamW leaves everything untouched when found_inf is 1
@@ -651,7 +654,7 @@ def optimizer_step(run: Run, step: int, stats: Stats):
 def log_metrics(run: Run, done: int, lr: float, stats: Stats, seconds: float) -> Stats:
     "Write the log line for the steps since the last one (the loop's only device reads); stop a run stuck on non-finite steps."
     bad_run, skipped, ok = int(stats.bad_run), int(stats.skipped), int(stats.ok_steps)
-    if skipped: print(f"steps up to {done}: {skipped} optimizer step{'s' if skipped > 1 else ''} skipped (non-finite loss or gradient)", file=sys.stderr)
+    if skipped: tqdm.write(f"steps up to {done}: {skipped} optimizer step{'s' if skipped > 1 else ''} skipped (non-finite loss or gradient)")
     if bad_run >= run.tc.max_bad_steps or (bad_run and done == run.steps):
         raise TrainingFailed(f"stopping: {bad_run} optimizer step{'s' if bad_run > 1 else ''} in a row had a non-finite loss (last at step {done}"
                              f"{', the last of the run' if done == run.steps else ''}); last good checkpoint: {last_good(run.run_dir)}")

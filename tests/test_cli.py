@@ -26,7 +26,7 @@ def test_train_then_generate(tmp_path, corpus):
 
 def metrics(run) -> list[dict]: return [json.loads(l) for l in (Path(run) / 'metrics.jsonl').read_text().splitlines()]
 
-EXACT = ('loss', 'lr', 'grad_norm', 'pad_frac')  # the deterministic fields of a training row (not timings)
+EXACT = ('loss', 'lr', 'grad_norm', 'pad_frac', 'tokens')  # the deterministic fields of a training row (not timings)
 
 
 def test_resume_from_run_dir(tmp_path, corpus):
