@@ -36,7 +36,7 @@ class TrainConfig(ConfigMixin):
     tokenizer: str = opt('byte', "'byte', 'char', 'bpe', or a pretrained tokenizer (local tokenizer.json or hub name)")
     bpe_vocab_size: int = opt(1024, "vocabulary size when training a BPE tokenizer", ge=1)
     batching: str = opt('random', "'random' windows (nanoGPT) or 'packed' documents (NanoDO)", choices=BATCHERS)
-    batch_size: int = opt(16, "sequences per micro-batch", ge=1)
+    batch_size: int = opt(8, "sequences per micro-batch", ge=1)
     gradient_accumulation_steps: int = opt(1, "micro-batches per optimizer step", aliases=('grad_accum',), ge=1)
     max_steps: int = opt(1000, "optimizer steps (unless num_epochs or tokens_per_param is set)", aliases=('max_iters',), ge=1)
     num_epochs: float | None = opt(None, "passes over the training tokens (sets max_steps)", gt=0)
