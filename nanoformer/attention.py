@@ -14,8 +14,8 @@ from .config import ModelConfig, ATTENTION, NanoformerError, check
 from .layers import Rotary
 
 # %% auto #0
-__all__ = ['FEATURES', 'Mask', 'require', 'Attention', 'attention_mask', 'attend', 'KVCache', 'RingKVCache', 'NoCache',
-           'CausalSelfAttention', 'gqa_to_mha']
+__all__ = ['FEATURES', 'Mask', 'require', 'Attention', 'attention_mask', 'expand_kv', 'attend', 'KVCache', 'RingKVCache',
+           'NoCache', 'CausalSelfAttention', 'gqa_to_mha']
 
 # %% ../nbs/02_attention.ipynb #5fd0005a
 @dataclass
@@ -41,7 +41,8 @@ FEATURES = {
     'memory': 'segment memory (mem_len)',
     'kv_quant': 'int8/int4 KV caches',
     'eviction': 'StreamingLLM / H2O cache eviction',
-    'distributions': 'attention weights that are probability distributions (HeadSim JSD, H2O scores)',
+    'distributions': 'attention weights that are probability distributions (HeadSim JSD)',
+    'nonnegative': 'attention weights that are never negative (H2O ranks keys by the weight they accumulate)',
 }
 
 def require(attention: str, feature: str, setting: str):
@@ -163,7 +164,7 @@ def attention_mask(q_pos_BT: Tensor, k_pos_BS: Tensor, window: int | None = None
     return ok_BTS[:, None]
 
 # %% ../nbs/02_attention.ipynb #ca728706
-def _expand_kv(x_BKSE: Tensor, n_heads: int) -> Tensor:
+def expand_kv(x_BKSE: Tensor, n_heads: int) -> Tensor:
     "Repeat each KV head for the query heads of its group (GQA → MHA layout)."
     return x_BKSE.repeat_interleave(n_heads // x_BKSE.shape[1], dim=1)
 
@@ -179,7 +180,7 @@ def attend(q_BHTE: Tensor, k_BKSE: Tensor, v_BKSE: Tensor, q_pos_BT: Tensor, k_p
         y_BHTE = F.scaled_dot_product_attention(q_BHTE, k_BKSE, v_BKSE, attn_mask=mask_B1TS, is_causal=plain,
                                                 dropout_p=dropout, scale=scale, enable_gqa=k_BKSE.shape[1] != H)
         return y_BHTE, None
-    k_BHSE, v_BHSE = _expand_kv(k_BKSE, H), _expand_kv(v_BKSE, H)
+    k_BHSE, v_BHSE = expand_kv(k_BKSE, H), expand_kv(v_BKSE, H)
     scores_BHTS = (q_BHTE @ k_BHSE.transpose(-2, -1)).float() * scale
     if mask_B1TS is None: mask_B1TS = torch.ones(T, S, dtype=torch.bool, device=q_BHTE.device).tril()
     probs_BHTS = scores_BHTS.masked_fill(~mask_B1TS, float('-inf')).softmax(-1).type_as(q_BHTE)

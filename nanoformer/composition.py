@@ -247,7 +247,7 @@ COMPOSITION_FEATURES = {
     'kv_int8': Feature('int8 KV cache', {}, check_quant(8), ('kv_quant',)),
     'kv_int4': Feature('int4 KV cache', {}, check_quant(4), ('kv_quant',)),
     'streaming': Feature('StreamingLLM eviction', {}, check_eviction('streaming'), ('eviction',)),
-    'h2o': Feature('H2O eviction', {}, check_eviction('h2o'), ('eviction', 'distributions')),
+    'h2o': Feature('H2O eviction', {}, check_eviction('h2o'), ('eviction', 'nonnegative')),
     'grad_ckpt': Feature('gradient checkpointing', {}, check_grad_ckpt),
     'bf16': Feature('bf16 autocast', {}, check_bf16),
 }

@@ -26,7 +26,7 @@ ModelConfig.add_fields(lambda_init=opt(None, "differential attention: λ_init (N
 @ATTENTION.register('diff')
 class DiffAttention(Attention):
     "Differential attention (Ye et al. 2024): each head is (softmax(Q1K1ᵀ) − λ·softmax(Q2K2ᵀ))·V; `n_heads`/`n_kv_heads` are the baseline's, halved."
-    supports = FEATURES.keys() - {'distributions'}  # A1 − λ·A2 is signed: not a distribution
+    supports = FEATURES.keys() - {'distributions', 'nonnegative'}  # A1 − λ·A2 is signed: not a distribution, not a score
     qk_mult = v_mult = 2                             # [Q1|Q2], [K1|K2] and V are 2·head_dim wide
 
     def __init__(self, cfg: ModelConfig, layer_idx: int = 0):

@@ -148,7 +148,7 @@ def budget_cache(model: GPT, batch: int, budget: int, policy: str = 'streaming',
     "A cache whose `KVCache` layers hold at most `budget` tokens, evicted by `policy` ('window', 'streaming', 'h2o')."
     check(policy in EVICTION, f"policy={policy!r} is not allowed; choose one of: {', '.join(EVICTION)}")
     require(model.cfg.attention, 'eviction', f"policy={policy!r}")
-    if policy == 'h2o': require(model.cfg.attention, 'distributions', "policy='h2o'")  # its scores sum attention weights
+    if policy == 'h2o': require(model.cfg.attention, 'nonnegative', "policy='h2o'")  # its scores sum attention weights
     def limit(c):
         if not isinstance(c, KVCache) or isinstance(c, RingKVCache): return c
         B, K, S, E = c.k_BKSE.shape

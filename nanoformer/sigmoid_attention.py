@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from .config import ModelConfig, ATTENTION, opt
 from .layers import make_norm
-from .attention import Attention, FEATURES, _expand_kv
+from .attention import Attention, FEATURES, expand_kv
 
 # %% auto #0
 __all__ = ['sigmoid_bias_for', 'SigmoidAttention']
@@ -53,7 +53,7 @@ class SigmoidAttention(Attention):
         visible_B1TS = mask.tensor(pos_BT, k_pos_BS, self.window)
         p = self.dropout if self.training else 0.0
         if return_probs:  # the equation as written: each KV head repeated for its query heads, the weights returned
-            k_BHSE, v_BHSE = _expand_kv(k_BKSE, H), _expand_kv(v_BKSE, H)
+            k_BHSE, v_BHSE = expand_kv(k_BKSE, H), expand_kv(v_BKSE, H)
             w_BHTS = self.sigmoid_weights(q_BHTE @ k_BHSE.transpose(-2, -1), visible_B1TS).type_as(v_BHSE)
             return F.dropout(w_BHTS, p) @ v_BHSE, w_BHTS
         G = H // K  # the query heads of one KV head, grouped so that keys and values are never copied

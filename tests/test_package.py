@@ -56,3 +56,12 @@ def test_wheel_ships_tinyshakespeare(tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     wheel, = tmp_path.glob('nanoformer-*.whl')
     assert 'nanoformer/corpora/tinyshakespeare.txt.gz' in zipfile.ZipFile(wheel).namelist()
+
+
+def test_no_module_imports_another_modules_private_names():
+    private = []
+    for m in MODULES:
+        for node in ast.walk(ast.parse(m.read_text(encoding='utf-8'))):
+            if isinstance(node, ast.ImportFrom) and (node.level or (node.module or '').startswith('nanoformer')):
+                private += [f"{m.name}: {node.module}.{a.name}" for a in node.names if a.name.startswith('_') and a.name != '__future__']
+    assert not private, private
