@@ -91,3 +91,11 @@ def test_prose_speaks_about_the_library_only(nb):
               if 'text/markdown' in o.get('data', {})]
     found = hits(NOT_ABOUT_THE_LIBRARY, texts)
     assert not found, '\n'.join(found)
+
+
+@pytest.mark.parametrize('nb', NBS, ids=lambda p: p.stem)
+def test_notebooks_that_tokenize_use_their_own_cache(nb):
+    "A notebook that builds a token store or trains points NANOFORMER_CACHE at its own temporary folder, never the user's cache."
+    code = '\n'.join(''.join(c['source']) for c in json.loads(nb.read_text())['cells'] if c['cell_type'] == 'code')
+    if re.search(r'prepare_data\(|\btrain\(tc|\btrain\(\*|nanoformer_train\(|nanoformer_compare\(', code):
+        assert 'NANOFORMER_CACHE' in code, 'sets no NANOFORMER_CACHE of its own'
