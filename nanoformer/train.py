@@ -686,11 +686,16 @@ def save_run(run: Run, done: int):
     if run.dist.main: run.summary['checkpoint'] = str(save_checkpoint(run.run_dir, done, state, run.tc, run.data.tokenizer, run.train_batches, run.scaler, run.data.fingerprint))
 
 # %% ../nbs/05_train.ipynb #b0c1d2e8
+def _leave_process_group(dist: Dist):
+    "Destroy the process group however the run ends: a process that exits with a live group can abort in its C++ teardown."
+    if torch.distributed.is_initialized(): torch.distributed.destroy_process_group()
+
 def train(tc: TrainConfig, mc: ModelConfig | None = None, on_model=None) -> dict:
     """Train a model; return a summary with the run directory and the final losses. Resuming, `mc` may be None (the checkpoint's
     config is used); given, it must equal the checkpoint's. `on_model(model)` is called once it is built (tests plant hooks there)."""
     with contextlib.ExitStack() as owned:  # holds the run directory's lock until the run ends, however it ends
         run = setup_run(tc, mc, owned, on_model)
+        if run.dist.world > 1: owned.callback(_leave_process_group, run.dist)
         if run.start >= run.steps: return run.summary  # a finished run: nothing to do, nothing changed
         bar = tqdm(range(run.start, run.steps), initial=run.start, total=run.steps, disable=not (tc.progress and run.dist.main),
                    desc='compiling…' if tc.compile else 'train', unit='step', dynamic_ncols=True)
@@ -717,5 +722,5 @@ def train(tc: TrainConfig, mc: ModelConfig | None = None, on_model=None) -> dict
         elapsed = time.perf_counter() - t0
         run.summary.update(seconds=elapsed, tokens_per_s=(run.tokens_seen - tokens0) / max(elapsed, 1e-9))
         if run.wandb_run is not None: run.wandb_run.finish()
-        if run.dist.world > 1: torch.distributed.destroy_process_group()
+        if run.dist.world > 1: run.dist.barrier()  # every rank is done with its collectives before any leaves the group
         return run.summary
