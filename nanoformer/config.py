@@ -41,29 +41,25 @@ def declaring_modules() -> dict[str, set[str]]:
             if found and not p.stem.startswith('_') and p.stem != 'config': _declarations[p.stem] = found
     return _declarations
 
-def discover(target: str | None):
-    "Import, once, every package module that registers into `target` (a registry's or a config class's name; None: any)."
+def discover(target: str):
+    "Import, once, every package module that registers into `target` (a registry's or a config class's name)."
     if target in _discovered: return
     _discovered.add(target)
     for mod, targets in declaring_modules().items():
-        if target is None or target in targets: importlib.import_module(f'nanoformer.{mod}')
+        if target in targets: importlib.import_module(f'nanoformer.{mod}')
 
 def _in_notebook(obj) -> bool:
     "Whether `obj` was defined in a notebook or script (`__main__`) rather than in a module of the package."
     return getattr(obj, '__module__', None) == '__main__'
 
-def _tables(name: str = '_registry_tables') -> dict:
+def _tables() -> dict:
     "One table per registry kind for the whole process, kept on the package so every copy of a `Registry` shares it."
     import nanoformer
-    return nanoformer.__dict__.setdefault(name, {})
+    return nanoformer.__dict__.setdefault('_registry_tables', {})
 
 class Registry:
     "A table from names to classes (or functions) that variant notebooks add to; `var` is the name modules register through."
-    def __init__(self, kind: str, var: str | None = None):
-        self.kind, self._items = kind, _tables().setdefault(kind, {})
-        if var is not None: _tables('_registry_vars')[kind] = var
-    @property
-    def var(self) -> str | None: return _tables('_registry_vars').get(self.kind)
+    def __init__(self, kind: str, var: str): self.kind, self.var, self._items = kind, var, _tables().setdefault(kind, {})
     def register(self, *names: str):
         "Decorator: register the decorated object under each of `names` (the package's own version wins over a notebook's copy)."
         def deco(obj):
@@ -200,10 +196,7 @@ class ConfigMixin:
         except json.JSONDecodeError as e: raise NanoformerError(f"config {str(path_or_str)[:80]!r} is not valid JSON: {e}") from None
         return cls.from_dict(d)
     def replace(self, **kw): return dataclasses.replace(self, **kw)
-    def _check_choices(self):
-        "Only the choices: for configs whose fields declare no bounds yet (the schema's other checks need them)."
-        for f in fields(self):
-            if f.metadata.get('choices') is not None and getattr(self, f.name) is not None: check_field(f, getattr(self, f.name))
+
 
 # %% ../nbs/00_config.ipynb #65ac3713
 @dataclass(init=False, repr=False, eq=False)
