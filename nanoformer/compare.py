@@ -4,7 +4,8 @@
 
 # %% ../nbs/41_compare.ipynb #afcddfae
 from __future__ import annotations
-import argparse, contextlib, csv, io, json, math, os, resource, shutil, sys, threading, time
+import argparse, contextlib, csv, io, json, math, multiprocessing, os, resource, shutil, sys, threading, time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import fields
 from pathlib import Path
 import torch
@@ -18,8 +19,8 @@ from .cli import OneLineParser, add_dataclass_flags, main
 
 # %% auto #0
 __all__ = ['METRICS', 'read_spec', 'plan_runs', 'tune_settings', 'plan_tuning', 'match_params', 'PeakMemory', 'topk_accuracy',
-           'val_curve', 'run_one', 'summarize', 'write_csv', 'read_csv', 'mean_curves', 'plot_curves', 'pick_lrs',
-           'plot_sweep', 'compare', 'compare_parser', 'nanoformer_compare']
+           'val_curve', 'finished', 'run_one', 'summarize', 'write_csv', 'read_csv', 'mean_curves', 'plot_curves',
+           'pick_lrs', 'next_rate', 'plot_sweep', 'compare', 'compare_parser', 'nanoformer_compare']
 
 # %% ../nbs/41_compare.ipynb #942e61b5
 _TOP_KEYS, _RUN_KEYS = {'train', 'model', 'seeds', 'runs', 'tune'}, {'name', 'preset', 'model', 'train', 'tune'}
@@ -86,24 +87,26 @@ def plan_runs(spec: dict, out_dir, seeds: list[int] | None = None, train_overrid
     return plan
 
 def tune_settings(spec: dict, run: dict) -> dict:
-    "`dict(lrs, seed)` for one run: the file's `tune` updated by the run's own; no `lrs` means no tuning."
-    t = {'seed': 1000, **spec.get('tune', {}), **(run.get('tune') or {})}
+    "`dict(lrs, seed, extend)` for one run: the file's `tune` updated by the run's own; no `lrs` means no tuning."
+    t = {'seed': 1000, 'extend': 2, **spec.get('tune', {}), **(run.get('tune') or {})}
+    check(not (set(t) - {'lrs', 'seed', 'extend'}), f"run {run['name']!r}: unknown tune keys {sorted(set(t) - {'lrs', 'seed', 'extend'})}; allowed: extend, lrs, seed")
     lrs = t.get('lrs') or []
-    check(isinstance(lrs, list) and all(isinstance(x, (int, float)) and x > 0 for x in lrs),
+    check(isinstance(lrs, list) and all(isinstance(x, (int, float)) and not isinstance(x, bool) and x > 0 for x in lrs),
           f"run {run['name']!r}: tune.lrs={lrs!r} must be a list of positive learning rates")
-    check(isinstance(t['seed'], int), f"run {run['name']!r}: tune.seed={t['seed']!r} must be an integer")
-    return dict(lrs=[float(x) for x in lrs], seed=t['seed'])
+    check(isinstance(t['seed'], int) and not isinstance(t['seed'], bool), f"run {run['name']!r}: tune.seed={t['seed']!r} must be an integer")
+    check(isinstance(t['extend'], int) and not isinstance(t['extend'], bool) and t['extend'] >= 0,
+          f"run {run['name']!r}: tune.extend={t['extend']!r} must be a whole number ≥ 0 (how many rates may be added past an edge)")
+    return dict(lrs=[float(x) for x in lrs], seed=t['seed'], extend=t['extend'])
+
+def _tuning_run(spec: dict, r: dict, out_dir, train_overrides: dict | None, lr: float) -> dict:
+    t = tune_settings(spec, r)
+    tc = _train_config(spec, r, train_overrides, lr=lr, seed=t['seed'], out_dir=str(Path(out_dir) / 'tune'), run_name=f"{r['name']}-lr{lr:g}")
+    return dict(name=r['name'], seed=t['seed'], lr=lr, tc=tc, mc=_run_config(spec, r))
 
 def plan_tuning(spec: dict, out_dir, train_overrides: dict | None = None) -> list[dict]:
     "One `dict(name, seed, lr, tc, mc)` per (run, learning rate) of the sweep, on the tuning seed."
     _check_runs(spec)
-    plan = []
-    for r in spec['runs']:
-        mc, t = _run_config(spec, r), tune_settings(spec, r)
-        for lr in t['lrs']:
-            tc = _train_config(spec, r, train_overrides, lr=lr, seed=t['seed'], out_dir=str(Path(out_dir) / 'tune'), run_name=f"{r['name']}-lr{lr:g}")
-            plan.append(dict(name=r['name'], seed=t['seed'], lr=lr, tc=tc, mc=mc))
-    return plan
+    return [_tuning_run(spec, r, out_dir, train_overrides, lr) for r in spec['runs'] for lr in tune_settings(spec, r)['lrs']]
 
 # %% ../nbs/41_compare.ipynb #03d056f0
 def match_params(cfg: ModelConfig, target: int) -> ModelConfig:
@@ -173,14 +176,19 @@ def _same(saved: dict, planned) -> bool:
     try: return _plain(type(planned).from_dict(saved).to_dict()) == _plain(planned.to_dict())
     except NanoformerError: return False  # a field that no longer exists: not the same run
 
+def finished(run: dict) -> dict | None:
+    "The saved row of a planned run that already finished with exactly this plan (its `result.json`), else `None`."
+    done = Path(run['tc'].out_dir) / run['tc'].run_name / 'result.json'
+    if not done.is_file(): return None
+    saved = json.loads(done.read_text())
+    return saved['row'] if _same(saved['train_config'], run['tc']) and _same(saved['config'], run['mc']) else None
+
 def run_one(run: dict, keep_checkpoints: bool = False, resume: bool = False) -> dict:
     "Train one planned run and return its row of `runs.csv` (plus its validation curve under `'curve'`); with `resume`, reuse a finished identical run."
+    if resume and (row := finished(run)) is not None: return row
     tc, mc = run['tc'], run['mc']
     run_dir = Path(tc.out_dir) / tc.run_name
     done, planned = run_dir / 'result.json', dict(train_config=_plain(tc.to_dict()), config=_plain(mc.to_dict()))
-    if resume and done.is_file():
-        saved = json.loads(done.read_text())
-        if _same(saved['train_config'], tc) and _same(saved['config'], mc): return saved['row']
     if run_dir.exists(): shutil.rmtree(run_dir)  # a rerun starts clean instead of appending to the old metrics
     device = pick_device(tc.device)
     t0 = time.perf_counter()
@@ -269,6 +277,14 @@ def pick_lrs(sweep: list[dict]) -> tuple[dict, list[dict]]:
         for r in mine: r['chosen'], r['at_edge'] = r is win, r is win and len(grid) > 1 and win['lr'] in (grid[0], grid[-1])
     return best, rows
 
+def next_rate(lrs: list[float], up: bool = True) -> float:
+    "The rate one step past the top (`up`) or bottom of the grid `lrs`: its mean ratio between neighbours, rounded to 1, 2, 3 or 5 × 10ᵏ."
+    lo, hi, n = min(lrs), max(lrs), len(set(lrs))
+    check(n >= 2, f"a grid needs two different rates to step past its edge (got {lrs})")
+    x = hi * (hi / lo) ** (1 / (n - 1)) if up else lo / (hi / lo) ** (1 / (n - 1))
+    e = math.floor(math.log10(x))
+    return min((float(f'{m}e{k}') for k in (e, e + 1) for m in (1, 2, 3, 5)), key=lambda c: abs(math.log(c / x)))
+
 def plot_sweep(sweep: list[dict], path=None):
     "Final validation loss against learning rate (log scale) per name, the chosen rate circled."
     fig = Figure(figsize=(7, 4.2))
@@ -285,33 +301,76 @@ def plot_sweep(sweep: list[dict], path=None):
     return fig
 
 # %% ../nbs/41_compare.ipynb #af4d513b
+def _worker(jobs: int):
+    "A worker process's setup: its share of the CPU threads, unless OMP_NUM_THREADS says otherwise."
+    if 'OMP_NUM_THREADS' not in os.environ: torch.set_num_threads(max(1, (os.cpu_count() or 1) // jobs))
+
+def _each(runs: list[dict], bar, jobs: int = 1, **kw):
+    "Yield `(i, row)` as each of `runs` finishes: reusable ones first (with `resume`), then the rest, here or in `jobs` worker processes."
+    todo = []
+    for i, run in enumerate(runs):
+        if kw.get('resume') and (row := finished(run)) is not None: bar.update(); yield i, row
+        else: todo.append(i)
+    if jobs <= 1 or len(todo) <= 1:
+        for i in todo:
+            bar.set_postfix_str(f"{runs[i]['name']} " + (f"lr {runs[i]['lr']:g}" if 'lr' in runs[i] else f"seed {runs[i]['seed']}"))
+            row = run_one(runs[i], **kw); bar.update(); yield i, row
+        return
+    pool = ProcessPoolExecutor(min(jobs, len(todo)), mp_context=multiprocessing.get_context('spawn'), initializer=_worker, initargs=(jobs,))
+    try:
+        futures = {pool.submit(run_one, runs[i], **kw): i for i in todo}
+        for f in as_completed(futures): bar.update(); yield futures[f], f.result()
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True); raise  # a failed run stops the comparison; runs already going finish on their own
+    pool.shutdown()
+
+def _run_all(runs: list[dict], desc: str, progress: bool, jobs: int, on_row=None, **kw) -> list[dict]:
+    "Rows of `runs` in their planned order, whatever order they finish in; `on_row(rows so far, in order)` after each."
+    rows = [None] * len(runs)
+    with tqdm(total=len(runs), desc=desc, unit='run', disable=not progress, dynamic_ncols=True) as bar:
+        for i, row in _each(runs, bar, jobs, **kw):
+            rows[i] = row
+            if on_row: on_row([r for r in rows if r is not None])
+    return rows
+
+def _sweep(spec: dict, out_dir, train_overrides, progress: bool, jobs: int, resume: bool) -> list[dict]:
+    "The learning-rate sweep: every run's grid, then, while a run's best rate is at an edge of its grid, one more rate past it (up to `tune.extend`)."
+    runs, rows = plan_tuning(spec, out_dir, train_overrides), []
+    by_name = {r['name']: r for r in spec['runs']}
+    while runs:
+        rows += [{k: v for k, v in row.items() if k != 'curve'} for row in _run_all(runs, 'lr sweep', progress, jobs, resume=resume)]
+        _, marked = pick_lrs(rows)
+        runs = []
+        for name, r in by_name.items():
+            mine = [x for x in marked if x['name'] == name]
+            win, t = next((x for x in mine if x['chosen']), None), tune_settings(spec, r)
+            if win and win['at_edge'] and len(mine) - len(set(t['lrs'])) < t['extend']:
+                runs.append(_tuning_run(spec, r, out_dir, train_overrides, next_rate([x['lr'] for x in mine], up=win['lr'] == max(x['lr'] for x in mine))))
+    order = {name: i for i, name in enumerate(by_name)}
+    return sorted(rows, key=lambda x: (order[x['name']], x['lr']))  # each run's rates together, in ascending order
+
 def compare(spec: dict, out_dir, seeds: list[int] | None = None, train_overrides: dict | None = None,
-            keep_checkpoints: bool = False, progress: bool = True, resume: bool = False) -> list[dict]:
-    "Tune each run's learning rate if asked, run every (config, seed) of `spec`, and write the CSVs and plots into `out_dir`."
+            keep_checkpoints: bool = False, progress: bool = True, resume: bool = False, jobs: int = 1) -> list[dict]:
+    "Tune each run's learning rate if asked, run every (config, seed) of `spec` (in `jobs` processes), and write the CSVs and plots into `out_dir`."
     out_dir = Path(out_dir)
     check(not out_dir.exists() or out_dir.is_dir(), f"out {str(out_dir)!r} is not a folder")
+    check(isinstance(jobs, int) and not isinstance(jobs, bool) and jobs >= 1, f"jobs={jobs!r} must be a whole number ≥ 1")
     tuning = plan_tuning(spec, out_dir, train_overrides)
     plan_runs(spec, out_dir, seeds, train_overrides)  # every config is checked before the first run
     out_dir.mkdir(parents=True, exist_ok=True)
     lrs = {}
     if tuning:
-        sweep = []
-        for run in (bar := tqdm(tuning, desc='lr sweep', unit='run', disable=not progress, dynamic_ncols=True)):
-            bar.set_postfix_str(f"{run['name']} lr {run['lr']:g}")
-            row = run_one(run, resume=resume)
-            sweep.append({k: v for k, v in row.items() if k != 'curve'})
-        lrs, sweep = pick_lrs(sweep)
+        lrs, sweep = pick_lrs(_sweep(spec, out_dir, train_overrides, progress, jobs, resume))
         write_csv(out_dir / 'lr_sweep.csv', sweep)
         plot_sweep(sweep, out_dir / 'lr_sweep.png')
     plan = plan_runs(spec, out_dir, seeds, train_overrides, lrs)
-    rows, curves = [], []
-    bar = tqdm(plan, desc='runs', unit='run', disable=not progress, dynamic_ncols=True)
-    for run in bar:
-        bar.set_postfix_str(f"{run['name']} seed {run['seed']}")
-        row = dict(run_one(run, keep_checkpoints, resume))
-        curves += [dict(name=row['name'], seed=row['seed'], **c) for c in row.pop('curve')]
-        rows.append(row)
-        write_csv(out_dir / 'runs.csv', rows)  # rewritten after every run: a long comparison stopped half-way keeps what it did
+    def rows_only(rows): return [{k: v for k, v in r.items() if k != 'curve'} for r in rows]
+    # runs.csv is rewritten after every run: a long comparison stopped half-way keeps what it did
+    rows = _run_all(plan, 'runs', progress, jobs, lambda done: write_csv(out_dir / 'runs.csv', rows_only(done)),
+                    keep_checkpoints=keep_checkpoints, resume=resume)
+    curves = [dict(name=row['name'], seed=row['seed'], **c) for row in rows for c in row['curve']]
+    rows = rows_only(rows)
+    write_csv(out_dir / 'runs.csv', rows)
     write_csv(out_dir / 'summary.csv', summarize(rows))
     write_csv(out_dir / 'curves.csv', curves)
     plot_curves(curves, 'step', out_dir / 'val_loss_vs_step.png', 'validation loss vs step')
@@ -328,6 +387,7 @@ def compare_parser() -> argparse.ArgumentParser:
     p.add_argument('--seeds', type=int, nargs='+', default=None, help="seeds (default: the file's 'seeds', else 0)")
     p.add_argument('--keep_checkpoints', action='store_true', help="keep each run's final checkpoint")
     p.add_argument('--resume', action='store_true', help="reuse finished runs whose result.json matches the plan; train only the rest")
+    p.add_argument('--jobs', type=int, default=1, help="runs trained at once, each in its own process with its share of the CPU threads (unless OMP_NUM_THREADS is set)")
     add_dataclass_flags(p, TrainConfig, "shared training settings (TrainConfig); --no-progress hides the bar over runs")
     return p
 
@@ -337,6 +397,6 @@ def nanoformer_compare(argv: list[str] | None = None):
         ns = vars(compare_parser().parse_args(argv))
         progress = ns.pop('progress', True)
         overrides = {k: v for k, v in ns.items() if k in {f.name for f in fields(TrainConfig)}}
-        rows = compare(read_spec(ns['config']), ns['out'], ns['seeds'], overrides, ns['keep_checkpoints'], progress, ns['resume'])
+        rows = compare(read_spec(ns['config']), ns['out'], ns['seeds'], overrides, ns['keep_checkpoints'], progress, ns['resume'], ns['jobs'])
         print(f"done: {len(rows)} runs; results in {ns['out']}/summary.csv")
     main(run)
