@@ -89,7 +89,8 @@ def plan_runs(spec: dict, out_dir, seeds: list[int] | None = None, train_overrid
 def tune_settings(spec: dict, run: dict) -> dict:
     "`dict(lrs, seed, extend)` for one run: the file's `tune` updated by the run's own; no `lrs` means no tuning."
     t = {'seed': 1000, 'extend': 2, **spec.get('tune', {}), **(run.get('tune') or {})}
-    check(not (set(t) - {'lrs', 'seed', 'extend'}), f"run {run['name']!r}: unknown tune keys {sorted(set(t) - {'lrs', 'seed', 'extend'})}; allowed: extend, lrs, seed")
+    unknown = set(t) - {'lrs', 'seed', 'extend'}
+    check(not unknown, f"run {run['name']!r}: unknown tune keys {sorted(unknown)}; allowed: extend, lrs, seed")
     lrs = t.get('lrs') or []
     check(isinstance(lrs, list) and all(isinstance(x, (int, float)) and not isinstance(x, bool) and x > 0 for x in lrs),
           f"run {run['name']!r}: tune.lrs={lrs!r} must be a list of positive learning rates")
@@ -324,6 +325,8 @@ def _each(runs: list[dict], bar, jobs: int = 1, **kw):
         pool.shutdown(wait=False, cancel_futures=True); raise  # a failed run stops the comparison; runs already going finish on their own
     pool.shutdown()
 
+def _without_curve(row: dict) -> dict: return {k: v for k, v in row.items() if k != 'curve'}
+
 def _run_all(runs: list[dict], desc: str, progress: bool, jobs: int, on_row=None, **kw) -> list[dict]:
     "Rows of `runs` in their planned order, whatever order they finish in; `on_row(rows so far, in order)` after each."
     rows = [None] * len(runs)
@@ -333,12 +336,12 @@ def _run_all(runs: list[dict], desc: str, progress: bool, jobs: int, on_row=None
             if on_row: on_row([r for r in rows if r is not None])
     return rows
 
-def _sweep(spec: dict, out_dir, train_overrides, progress: bool, jobs: int, resume: bool) -> list[dict]:
-    "The learning-rate sweep: every run's grid, then, while a run's best rate is at an edge of its grid, one more rate past it (up to `tune.extend`)."
-    runs, rows = plan_tuning(spec, out_dir, train_overrides), []
+def _sweep(spec: dict, runs: list[dict], out_dir, train_overrides, progress: bool, jobs: int, resume: bool) -> list[dict]:
+    "The learning-rate sweep: the planned grids `runs`, then, while a run's best rate is at an edge of its grid, one more rate past it (up to `tune.extend`)."
+    rows = []
     by_name = {r['name']: r for r in spec['runs']}
     while runs:
-        rows += [{k: v for k, v in row.items() if k != 'curve'} for row in _run_all(runs, 'lr sweep', progress, jobs, resume=resume)]
+        rows += map(_without_curve, _run_all(runs, 'lr sweep', progress, jobs, resume=resume))
         _, marked = pick_lrs(rows)
         runs = []
         for name, r in by_name.items():
@@ -360,16 +363,15 @@ def compare(spec: dict, out_dir, seeds: list[int] | None = None, train_overrides
     out_dir.mkdir(parents=True, exist_ok=True)
     lrs = {}
     if tuning:
-        lrs, sweep = pick_lrs(_sweep(spec, out_dir, train_overrides, progress, jobs, resume))
+        lrs, sweep = pick_lrs(_sweep(spec, tuning, out_dir, train_overrides, progress, jobs, resume))
         write_csv(out_dir / 'lr_sweep.csv', sweep)
         plot_sweep(sweep, out_dir / 'lr_sweep.png')
     plan = plan_runs(spec, out_dir, seeds, train_overrides, lrs)
-    def rows_only(rows): return [{k: v for k, v in r.items() if k != 'curve'} for r in rows]
     # runs.csv is rewritten after every run: a long comparison stopped half-way keeps what it did
-    rows = _run_all(plan, 'runs', progress, jobs, lambda done: write_csv(out_dir / 'runs.csv', rows_only(done)),
+    rows = _run_all(plan, 'runs', progress, jobs, lambda done: write_csv(out_dir / 'runs.csv', list(map(_without_curve, done))),
                     keep_checkpoints=keep_checkpoints, resume=resume)
     curves = [dict(name=row['name'], seed=row['seed'], **c) for row in rows for c in row['curve']]
-    rows = rows_only(rows)
+    rows = list(map(_without_curve, rows))
     write_csv(out_dir / 'runs.csv', rows)
     write_csv(out_dir / 'summary.csv', summarize(rows))
     write_csv(out_dir / 'curves.csv', curves)
