@@ -65,22 +65,29 @@ def nanogpt(dst: Path, iters: int, env: dict, seed: int = 0, eval_iters: int = 2
     return dict(ms=statistics.median(ms), rss_mb=rss, val_loss=val[-1])
 
 
+def nanoformer_config(iters: int, seed: int = 0, eval_iters: int = 20, **train):
+    "nanoGPT's config as nanoformer's (TrainConfig, ModelConfig): exact GELU, the loss logged every iteration; `train` overrides."
+    from nanoformer.config import preset
+    from nanoformer.train import TrainConfig
+    tc = TrainConfig(dataset='tinyshakespeare', tokenizer='char', batch_size=12, max_steps=iters, lr=1e-3, warmup_steps=100,
+                     min_lr_ratio=0.1, beta2=0.99, weight_decay=0.1, grad_clip=1.0, log_every=1, eval_every=iters,
+                     eval_iters=eval_iters, save_every=0, seed=1337 + seed, device='cpu', run_name='bench', progress=False)
+    return tc.replace(**train), preset('nanogpt-cpu', activation='gelu_exact')
+
+
 NANOFORMER = textwrap.dedent('''
     import json, sys, tempfile
-    from nanoformer.config import preset
-    from nanoformer.train import TrainConfig, train
+    sys.path.insert(0, %r)
+    from nanogpt_vs import nanoformer_config
+    from nanoformer.train import train
     iters, seed, eval_iters = map(int, sys.argv[1:4])
-    mc = preset('nanogpt-cpu', activation='gelu_exact')
     with tempfile.TemporaryDirectory() as runs:
-        tc = TrainConfig(dataset='tinyshakespeare', tokenizer='char', batch_size=12, max_steps=iters, lr=1e-3, warmup_steps=100,
-                         min_lr_ratio=0.1, beta2=0.99, weight_decay=0.1, grad_clip=1.0, log_every=1, eval_every=iters,
-                         eval_iters=eval_iters, save_every=0, seed=1337 + seed, device='cpu', out_dir=runs, run_name='bench',
-                         progress=False)
+        tc, mc = nanoformer_config(iters, seed, eval_iters, out_dir=runs)
         res = train(tc, mc)
         rows = [json.loads(l) for l in open(f'{runs}/bench/metrics.jsonl')]
     print(json.dumps(dict(ms=[1000 * 12 * 64 / r['tokens_per_s'] for r in rows if 'tokens_per_s' in r and r['step'] > %d],
                           val_loss=res['val_loss'])))
-''' % WARM)
+''' % (str(Path(__file__).resolve().parent), WARM))
 
 
 def nanoformer(iters: int, env: dict, seed: int = 0, eval_iters: int = 20) -> dict:

@@ -115,8 +115,9 @@ class GPT(nn.Module):
 
     def after_optimizer_step(self):
         "Call every module's `after_step()` (e.g. nGPT's weight re-normalisation); the trainer calls this once per step."
-        for m in self.modules():
-            if m is not self and hasattr(m, 'after_step'): m.after_step()
+        if '_after_step' not in self.__dict__:  # found once, not walked every step
+            self.__dict__['_after_step'] = [m for m in self.modules() if m is not self and hasattr(m, 'after_step')]
+        for m in self.__dict__['_after_step']: m.after_step()
 
     def param_groups(self, weight_decay: float) -> list[dict]:
         "Optimizer groups: matrices (≥2-D) decay, vectors don't, and modules can opt out with `no_weight_decay()`."

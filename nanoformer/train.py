@@ -4,13 +4,14 @@
 
 # %% ../nbs/05_train.ipynb #bb9b4ccc
 from __future__ import annotations
-import contextlib, errno, functools, json, math, os, random, secrets, shutil, signal, sys, threading, time
+import contextlib, errno, functools, json, math, os, random, secrets, shutil, signal, sys, tempfile, threading, time
 import torch.utils.checkpoint
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 import numpy as np
 import torch
+from torch.profiler import record_function
 from tqdm.auto import tqdm
 from .config import ConfigMixin, ModelConfig, NanoformerError, OPTIMIZERS, Registry, check, opt
 from .attention import require
@@ -20,12 +21,13 @@ try: import fcntl
 except ImportError: fcntl = None  # Windows: run directories go unlocked
 
 # %% auto #0
-__all__ = ['TRAINER_EXTENSIONS', 'TrainConfig', 'adamw', 'warmup_steps', 'lr_at', 'full_state', 'TrainingFailed', 'all_finite',
-           'last_good', 'save_checkpoint', 'error_summary', 'load_checkpoint', 'latest_checkpoint', 'RunLock',
-           'default_run_name', 'make_run_dir', 'clear_debris', 'pick_device', 'autocast', 'scale_for_cuda',
-           'device_scale', 'total_steps', 'evaluate', 'atomic_write_text', 'MetricsLog', 'apply_gradient_checkpointing',
-           'Dist', 'init_distributed', 'resume_point', 'check_resume', 'TrainerExtension', 'Run', 'setup_run', 'Stats',
-           'optimizer_step', 'log_metrics', 'evaluate_run', 'save_run', 'train']
+__all__ = ['TRAINER_EXTENSIONS', 'PHASES', 'MATMULS', 'TrainConfig', 'adamw', 'warmup_steps', 'lr_at', 'full_state',
+           'TrainingFailed', 'all_finite', 'last_good', 'save_checkpoint', 'error_summary', 'load_checkpoint',
+           'latest_checkpoint', 'RunLock', 'default_run_name', 'make_run_dir', 'clear_debris', 'pick_device',
+           'autocast', 'scale_for_cuda', 'device_scale', 'total_steps', 'evaluate', 'atomic_write_text', 'MetricsLog',
+           'apply_gradient_checkpointing', 'Dist', 'init_distributed', 'resume_point', 'check_resume',
+           'TrainerExtension', 'Run', 'setup_run', 'Stats', 'optimizer_step', 'log_metrics', 'evaluate_run', 'save_run',
+           'train', 'profile_steps']
 
 # %% ../nbs/05_train.ipynb #d97c0bc0
 @dataclass(init=False, repr=False, eq=False)
@@ -124,9 +126,8 @@ def _set_rng_state(s: dict):
 
 def _sharded(model: GPT) -> bool:
     "Whether FSDP has sharded the model's parameters (they are then DTensors)."
-    if not torch.distributed.is_available(): return False
-    from torch.distributed.tensor import DTensor
-    return any(isinstance(p, DTensor) for p in model.parameters())
+    dtensor = sys.modules.get('torch.distributed.tensor')  # no DTensor exists unless FSDP imported it; importing it costs ~100 MB
+    return dtensor is not None and any(isinstance(p, dtensor.DTensor) for p in model.parameters())
 
 def full_state(model: GPT, optimizer) -> dict:
     "What a checkpoint stores of model and optimizer. FSDP-sharded: full, unsharded, name-keyed state dicts (a collective call: every rank must make it)."
@@ -617,33 +618,38 @@ def optimizer_step(run: Run, step: int, stats: Stats):
     tc, dist, model = run.tc, run.dist, run.model
     lr = lr_at(step, run.steps, tc)
     for g in run.optimizer.param_groups: g['lr'] = lr * g.get('lr_scale', 1.0)
-    micro = [run.train_batches.get(step * tc.gradient_accumulation_steps + m) for m in range(tc.gradient_accumulation_steps)]
-    n_targets = sum(int((b[1] != -100).sum()) for b in micro)  # on the CPU batch: no device read
+    with record_function('data'):
+        micro = [run.train_batches.get(step * tc.gradient_accumulation_steps + m) for m in range(tc.gradient_accumulation_steps)]
+        n_targets = sum(int((b[1] != -100).sum()) for b in micro)  # on the CPU batch: no device read
     loss = torch.zeros((), device=run.device)
     for m, batch in enumerate(micro):
-        x, y, extras = _to(batch, run.device)
-        x, y, extras = _rank_slice(x, dist), _rank_slice(y, dist), {k: _rank_slice(v, dist) for k, v in extras.items()}
-        for ext, state in run.extensions: extras.update(ext.inputs(run, state, step * tc.gradient_accumulation_steps + m, x.shape[0]))
+        with record_function('data'):
+            x, y, extras = _to(batch, run.device)
+            x, y, extras = _rank_slice(x, dist), _rank_slice(y, dist), {k: _rank_slice(v, dist) for k, v in extras.items()}
+            for ext, state in run.extensions: extras.update(ext.inputs(run, state, step * tc.gradient_accumulation_steps + m, x.shape[0]))
         ddp = isinstance(run.fwd, torch.nn.parallel.DistributedDataParallel) and m < len(micro) - 1
         with run.fwd.no_sync() if ddp else contextlib.nullcontext():
-            with autocast(run.device, tc.dtype): out = run.fwd(x, y, reduction='sum', **extras)
-            lm_loss = out.loss * dist.world / max(n_targets, 1)  # DDP averages over ranks: × world makes it a global token mean
-            run.scaler.scale(lm_loss + _aux_total(out, run.mc, step < warmup_steps(run.steps, tc), lm=False) / len(micro)).backward()
+            with record_function('forward'), autocast(run.device, tc.dtype):
+                out = run.fwd(x, y, reduction='sum', **extras)
+                lm_loss = out.loss * dist.world / max(n_targets, 1)  # DDP averages over ranks: × world makes it a global token mean
+                total = lm_loss + _aux_total(out, run.mc, step < warmup_steps(run.steps, tc), lm=False) / len(micro)
+            with record_function('backward'): run.scaler.scale(total).backward()
         loss += lm_loss.detach() / dist.world
         for k, v in out.aux.items(): stats.aux[k] = stats.aux.get(k, 0.0) + v.detach() / len(micro)
         stats.tokens += x.numel() * dist.world
-    if dist.world > 1: torch.distributed.all_reduce(loss)  # each rank summed its own rows: the global token mean
-    run.scaler.unscale_(run.optimizer)
-    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip if tc.grad_clip > 0 else float('inf'))
-    if hasattr(grad_norm, 'full_tensor'): grad_norm = grad_norm.full_tensor()  # FSDP: the norm is a DTensor
-    finite = (torch.isfinite(loss) & torch.isfinite(grad_norm)).float()
-    if dist.world > 1: torch.distributed.all_reduce(finite, op=torch.distributed.ReduceOp.MIN)
-    if run.device_skip: run.optimizer.found_inf = 1 - finite  # fused AdamW leaves everything untouched when found_inf is 1
-    if run.device_skip or run.scaler.is_enabled() or bool(finite):  # the last: a host read, for optimizers without found_inf
-        run.scaler.step(run.optimizer)  # with fp16 the scaler itself skips overflowed steps and lowers its scale
-        run.scaler.update()
-        model.after_optimizer_step()
-    run.optimizer.zero_grad(set_to_none=True)
+    with record_function('optimizer'):
+        if dist.world > 1: torch.distributed.all_reduce(loss)  # each rank summed its own rows: the global token mean
+        run.scaler.unscale_(run.optimizer)
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip if tc.grad_clip > 0 else float('inf'))
+        if hasattr(grad_norm, 'full_tensor'): grad_norm = grad_norm.full_tensor()  # FSDP: the norm is a DTensor
+        finite = (torch.isfinite(loss) & torch.isfinite(grad_norm)).float()
+        if dist.world > 1: torch.distributed.all_reduce(finite, op=torch.distributed.ReduceOp.MIN)
+        if run.device_skip: run.optimizer.found_inf = 1 - finite  # fused AdamW leaves everything untouched when found_inf is 1
+        if run.device_skip or run.scaler.is_enabled() or bool(finite):  # the last: a host read, for optimizers without found_inf
+            run.scaler.step(run.optimizer)  # with fp16 the scaler itself skips overflowed steps and lowers its scale
+            run.scaler.update()
+            model.after_optimizer_step()
+        run.optimizer.zero_grad(set_to_none=True)
     stats.loss += loss.nan_to_num() * finite; stats.ok_steps += finite; stats.skipped += 1 - finite
     stats.bad_run = (stats.bad_run + 1) * (1 - finite)
     stats.grad_norm = grad_norm.detach()
@@ -724,3 +730,36 @@ def train(tc: TrainConfig, mc: ModelConfig | None = None, on_model=None) -> dict
         if run.wandb_run is not None: run.wandb_run.finish()
         if run.dist.world > 1: run.dist.barrier()  # every rank is done with its collectives before any leaves the group
         return run.summary
+
+# %% ../nbs/05_train.ipynb #e1f2a3b1
+PHASES = ('data', 'forward', 'backward', 'optimizer')
+MATMULS = ('aten::mm', 'aten::addmm', 'aten::bmm', 'aten::baddbmm')
+
+def profile_steps(tc: TrainConfig, mc: ModelConfig | None = None, steps: int = 20, skip: int = 5) -> dict:
+    """Milliseconds per optimizer step in each of `PHASES` and in the loop's `overhead`, from `torch.profiler` over `steps` steps
+    after `skip` unprofiled ones (in a temporary run directory); `step_ms` is the same steps' wall time unprofiled, and
+    `page_faults` the process's minor page faults per step; `matmul_ms` the profiled time inside matrix-multiply kernels (part of forward and backward). Host time: on a GPU, the phases are what the CPU spends issuing them."""
+    import resource
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as owned:
+        run = setup_run(tc.replace(out_dir=tmp, run_name='profile', max_steps=skip + 2 * steps, save_every=0, eval_every=0,
+                                   wandb=False, progress=False), mc, owned)
+        run.model.train()
+        stats, sync = Stats.fresh(run.device), (torch.cuda.synchronize if run.device.type == 'cuda' else lambda: None)
+        def steps_from(first: int) -> float:
+            nonlocal stats
+            t0 = time.perf_counter()
+            for step in range(first, first + steps):
+                lr = optimizer_step(run, step, stats)
+                if (step + 1) % tc.log_every == 0: stats = log_metrics(run, step + 1, lr, stats, 1.0)
+            sync()
+            return (time.perf_counter() - t0) * 1000 / steps
+        for step in range(skip): optimizer_step(run, step, stats)
+        faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        step_ms = steps_from(skip)
+        faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults) / steps
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof: wall = steps_from(skip + steps)
+    ev = prof.key_averages()
+    ms = {e.key: e.cpu_time_total / 1000 / steps for e in ev if e.key in PHASES}
+    phases = {k: ms.get(k, 0.0) for k in PHASES}
+    matmul = sum(e.self_cpu_time_total for e in ev if e.key in MATMULS) / 1000 / steps
+    return dict(phases, overhead=wall - sum(phases.values()), profiled_ms=wall, step_ms=step_ms, matmul_ms=matmul, page_faults=faults)
