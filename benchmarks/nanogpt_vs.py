@@ -12,10 +12,12 @@ learned positions, tied embeddings, the loss read every iteration (nanoGPT's --l
 
 Each round runs nanoGPT for --iters iterations, then nanoformer for as many, in separate processes, and takes the
 median ms/iteration over the warm iterations (the first 10 are dropped). Printed: both medians per round and overall,
-the speed ratio (nanoGPT ms / nanoformer ms: above 1 means nanoformer is faster) and each process's peak RSS.
+the speed ratio (nanoGPT ms / nanoformer ms: above 1 means nanoformer is faster) and each process's peak RSS. Both sides'
+modules are byte-compiled first, as Python does by default: where PYTHONDONTWRITEBYTECODE is set, compiling them at every
+import would leave a few MB of heap behind in each process and skew the RSS comparison.
 --full adds the loss comparison: 2000 iterations, 3 seeds each, val loss at the end (nanoGPT's estimate: 200 batches).
 """
-import argparse, json, os, pickle, re, shutil, statistics, subprocess, sys, tempfile, textwrap
+import argparse, compileall, importlib.util, json, os, pickle, re, shutil, statistics, subprocess, sys, tempfile, textwrap
 from pathlib import Path
 import numpy as np
 
@@ -110,6 +112,8 @@ def main():
     res = dict(threads=a.threads, iters=a.iters, rounds=[])
     with tempfile.TemporaryDirectory() as tmp:
         dst = prepare(a.nanogpt, Path(tmp))
+        package = Path(importlib.util.find_spec('nanoformer').origin).parent
+        for d in (dst, package, Path(__file__).resolve().parent): compileall.compile_dir(d, quiet=1)
         env['NANOFORMER_CACHE'] = str(Path(tmp) / 'cache')
         for r in range(a.rounds):
             g, n = nanogpt(dst, a.iters, env), nanoformer(a.iters, env)
