@@ -741,8 +741,8 @@ def profile_steps(tc: TrainConfig, mc: ModelConfig | None = None, steps: int = 2
     `page_faults` the process's minor page faults per step; `matmul_ms` the profiled time inside matrix-multiply kernels (part of forward and backward). Host time: on a GPU, the phases are what the CPU spends issuing them."""
     import resource
     with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as owned:
-        run = setup_run(tc.replace(out_dir=tmp, run_name='profile', max_steps=skip + 2 * steps, save_every=0, eval_every=0,
-                                   wandb=False, progress=False), mc, owned)
+        run = setup_run(tc.replace(out_dir=tmp, run_name='profile', max_steps=skip + 2 * steps, num_epochs=None, tokens_per_param=None,
+                                   save_every=0, eval_every=0, resume_from_checkpoint=False, wandb=False, progress=False), mc, owned)
         run.model.train()
         stats, sync = Stats.fresh(run.device), (torch.cuda.synchronize if run.device.type == 'cuda' else lambda: None)
         def steps_from(first: int) -> float:
