@@ -126,8 +126,9 @@ def _set_rng_state(s: dict):
 
 def _sharded(model: GPT) -> bool:
     "Whether FSDP has sharded the model's parameters (they are then DTensors)."
-    dtensor = sys.modules.get('torch.distributed.tensor')  # no DTensor exists unless FSDP imported it; importing it costs ~100 MB
-    return dtensor is not None and any(isinstance(p, dtensor.DTensor) for p in model.parameters())
+    if not torch.distributed.is_available(): return False
+    from torch.distributed.tensor import DTensor
+    return any(isinstance(p, DTensor) for p in model.parameters())
 
 def full_state(model: GPT, optimizer) -> dict:
     "What a checkpoint stores of model and optimizer. FSDP-sharded: full, unsharded, name-keyed state dicts (a collective call: every rank must make it)."
