@@ -755,9 +755,9 @@ def profile_steps(tc: TrainConfig, mc: ModelConfig | None = None, steps: int = 2
             sync()
             return (time.perf_counter() - t0) * 1000 / steps
         for step in range(skip): optimizer_step(run, step, stats)
-        faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        faults0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
         step_ms = steps_from(skip)
-        faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults) / steps
+        faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults0) / steps
         with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof: wall = steps_from(skip + steps)
     ev = prof.key_averages()
     ms = {e.key: e.cpu_time_total / 1000 / steps for e in ev if e.key in PHASES}
