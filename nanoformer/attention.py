@@ -4,7 +4,7 @@
 
 # %% ../nbs/02_attention.ipynb #c25367c2
 from __future__ import annotations
-import math
+import contextlib, math
 from dataclasses import dataclass, field
 import torch
 import torch.nn as nn
@@ -14,8 +14,8 @@ from .config import ModelConfig, ATTENTION, NanoformerError, check
 from .layers import Rotary
 
 # %% auto #0
-__all__ = ['FEATURES', 'Mask', 'require', 'Attention', 'attention_mask', 'expand_kv', 'attend', 'KVCache', 'RingKVCache',
-           'NoCache', 'CausalSelfAttention', 'gqa_to_mha']
+__all__ = ['FEATURES', 'Mask', 'require', 'Attention', 'attention_mask', 'expand_kv', 'upcast_for_cpu', 'attend', 'KVCache',
+           'RingKVCache', 'NoCache', 'CausalSelfAttention', 'gqa_to_mha']
 
 # %% ../nbs/02_attention.ipynb #5fd0005a
 @dataclass
@@ -168,6 +168,10 @@ def expand_kv(x_BKSE: Tensor, n_heads: int) -> Tensor:
     "Repeat each KV head for the query heads of its group (GQA → MHA layout)."
     return x_BKSE.repeat_interleave(n_heads // x_BKSE.shape[1], dim=1)
 
+def upcast_for_cpu(q_BHTE: Tensor) -> bool:
+    "True for low-precision training on the CPU, where the fused kernel's backward is several times slower in bf16/fp16 than in fp32."
+    return q_BHTE.device.type == 'cpu' and q_BHTE.dtype in (torch.bfloat16, torch.float16) and q_BHTE.requires_grad and torch.is_grad_enabled()
+
 def attend(q_BHTE: Tensor, k_BKSE: Tensor, v_BKSE: Tensor, q_pos_BT: Tensor, k_pos_BS: Tensor, mask: Mask | None = None,
            window: int | None = None, scale: float | None = None, dropout: float = 0.0, return_probs: bool = False):
     "Causal attention of queries over keys/values; returns `(y_BHTE, probs_BHTS or None)`."
@@ -177,9 +181,12 @@ def attend(q_BHTE: Tensor, k_BKSE: Tensor, v_BKSE: Tensor, q_pos_BT: Tensor, k_p
     plain = mask.standard and mask.doc_BT is None and T == S and (window is None or window >= S)
     mask_B1TS = None if plain else mask.tensor(q_pos_BT, k_pos_BS, window)
     if not return_probs:
-        y_BHTE = F.scaled_dot_product_attention(q_BHTE, k_BKSE, v_BKSE, attn_mask=mask_B1TS, is_causal=plain,
-                                                dropout_p=dropout, scale=scale, enable_gqa=k_BKSE.shape[1] != H)
-        return y_BHTE, None
+        upcast = upcast_for_cpu(q_BHTE)
+        q, k, v = (t.float() for t in (q_BHTE, k_BKSE, v_BKSE)) if upcast else (q_BHTE, k_BKSE, v_BKSE)
+        with torch.autocast('cpu', enabled=False) if upcast else contextlib.nullcontext():  # else autocast casts them back down
+            y_BHTE = F.scaled_dot_product_attention(q, k, v, attn_mask=mask_B1TS, is_causal=plain,
+                                                    dropout_p=dropout, scale=scale, enable_gqa=k_BKSE.shape[1] != H)
+        return y_BHTE.type_as(q_BHTE), None
     k_BHSE, v_BHSE = expand_kv(k_BKSE, H), expand_kv(v_BKSE, H)
     scores_BHTS = (q_BHTE @ k_BHSE.transpose(-2, -1)).float() * scale
     if mask_B1TS is None: mask_B1TS = torch.ones(T, S, dtype=torch.bool, device=q_BHTE.device).tril()

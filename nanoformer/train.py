@@ -621,7 +621,7 @@ def optimizer_step(run: Run, step: int, stats: Stats):
     for g in run.optimizer.param_groups: g['lr'] = lr * g.get('lr_scale', 1.0)
     with record_function('data'):
         micro = [run.train_batches.get(step * tc.gradient_accumulation_steps + m) for m in range(tc.gradient_accumulation_steps)]
-        n_targets = sum(int((b[1] != -100).sum()) for b in micro)  # on the CPU batch: no device read
+        n_targets = sum(int((b[1].numpy() != -100).sum()) for b in micro)  # the batchers' CPU tensors: no device read
     loss = torch.zeros((), device=run.device)
     for m, batch in enumerate(micro):
         with record_function('data'):
