@@ -11,7 +11,6 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
-from safetensors.torch import save_model, load_model
 from .config import ModelConfig, BLOCKS, ATTENTION, AUX_LOSSES, MODEL_HOOKS, NanoformerError, check, preset, PRESETS
 from .layers import make_norm, make_mlp
 from .attention import Mask
@@ -211,14 +210,18 @@ def save_weights(model: GPT, d, fmt: str = 'safetensors'):
     "Write `config.json` and the weights (`model.safetensors`, or `model.bin` via `torch.save`) into existing directory `d`."
     check(fmt in WEIGHT_FILES, f"weights format {fmt!r} is not allowed; choose one of: {', '.join(WEIGHT_FILES)}")
     model.cfg.to_json(Path(d) / 'config.json')
-    if fmt == 'safetensors': save_model(model, str(Path(d) / WEIGHT_FILES[fmt]))
+    if fmt == 'safetensors':
+        from safetensors.torch import save_model  # imported on first use, not with the model
+        save_model(model, str(Path(d) / WEIGHT_FILES[fmt]))
     else: torch.save(model.state_dict(), Path(d) / WEIGHT_FILES[fmt])
 
 def load_weights(model: GPT, d, device='cpu'):
     "Load the weights in directory `d` into `model` (`.bin` files with `weights_only=True`: no code runs on load)."
     f = weights_file(d)
     check(f is not None, f"{str(d)!r} has no model.safetensors or model.bin")
-    if f.suffix == '.safetensors': load_model(model, str(f), device=str(device))
+    if f.suffix == '.safetensors':
+        from safetensors.torch import load_model
+        load_model(model, str(f), device=str(device))
     else: model.load_state_dict(torch.load(f, map_location=device, weights_only=True))
 
 def save_pretrained(model: GPT, path, fmt: str = 'safetensors') -> Path:

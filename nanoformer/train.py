@@ -158,7 +158,7 @@ def all_finite(*objs) -> bool:
     for t in _tensors(objs):
         if t.is_floating_point():
             t = t.to_local() if hasattr(t, 'to_local') else t  # an FSDP shard
-            flags.setdefault(t.device, []).append(torch.isfinite(t).all())
+            if t.numel(): flags.setdefault(t.device, []).append(torch.isfinite(torch.stack(torch.aminmax(t))).all())  # NaN propagates; no tensor-sized temporary
     return all(bool(torch.stack(f).all()) for f in flags.values())
 
 _CHECKPOINT_FILES = ('config.json', 'train_config.json', 'trainer_state.pt', 'tokenizer/nanoformer_tokenizer.json')
