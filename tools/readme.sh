@@ -3,4 +3,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 nbdev_readme
-sed -i -E 's#\]\(([0-9]{2}_[A-Za-z0-9_]+\.ipynb)\)#](nbs/\1)#g' README.md
+sed -i -E 's#\]\(([0-9]{2}_[A-Za-z0-9_]+\.ipynb)(\#[^)]*)?\)#](nbs/\1\2)#g' README.md
