@@ -1,4 +1,4 @@
-"""Causal attention's forward + backward on the CPU: the fused kernel in fp32 and in bf16, and `attend`'s bf16 training path.
+"""Causal attention's forward + backward on the CPU: the fused kernel in fp32, fp16 and bf16, and `attend`'s bf16 training path.
 
     python benchmarks/attention_cpu.py [--threads 2] [--repeats 5] [--out results/benchmarks/attention_cpu.json]
 
@@ -33,7 +33,7 @@ def main():
     B, H, T, E = 12, 4, 64, 32
     pos = torch.arange(T).expand(B, T)
     fused = lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=True)
-    paths = {'fused kernel, fp32': (fused, torch.float32), 'fused kernel, bf16': (fused, torch.bfloat16),
+    paths = {'fused kernel, fp32': (fused, torch.float32), 'fused kernel, fp16': (fused, torch.float16), 'fused kernel, bf16': (fused, torch.bfloat16),
              '`attend`, bf16 (upcast to fp32)': (lambda q, k, v: attend(q, k, v, pos, pos)[0], torch.bfloat16)}
     times = {name: [] for name in paths}
     for r in range(a.repeats):

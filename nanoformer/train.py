@@ -64,7 +64,7 @@ class TrainConfig(ConfigMixin):
     run_name: str | None = opt(None, "run directory name under out_dir (default: made from dataset, model, time and a random suffix)")
     seed: int = opt(0, "random seed (init, dropout and batch order)", ge=0)
     device: str = opt('auto', "'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'")
-    dtype: str = opt('float32', "autocast precision", choices=('float32', 'bfloat16', 'float16'))
+    dtype: str = opt('float32', "autocast precision (bfloat16 is fast on GPUs and on CPUs with bf16 matrix units, such as AMX)", choices=('float32', 'bfloat16', 'float16'))
     compile: bool = opt(False, "torch.compile the model")
     fsdp: bool = opt(False, "under torchrun: shard parameters, gradients and optimizer state with FSDP2 (`fully_shard`) instead of DDP")
     gradient_checkpointing: bool = opt(False, "recompute each block's activations in the backward pass (less memory, more compute)")
