@@ -16,9 +16,9 @@ takes the median ms/iteration over the warm iterations (the first 10 are dropped
 CPU (it autocasts only on CUDA); nanoformer runs fp32 (the same arithmetic as nanoGPT) and bf16 autocast (weights and
 optimizer in fp32, matrix multiplies in bf16: fast on CPUs with bf16 matrix units, such as AMX). Printed: the medians per
 round and overall, each side's speed ratio (nanoGPT ms / its ms: above 1 means faster than nanoGPT) and each process's
-peak RSS, and the CPU's bf16 flags. Both sides'
-modules are byte-compiled first, as Python does by default: where PYTHONDONTWRITEBYTECODE is set, compiling them at every
-import would leave a few MB of heap behind in each process and skew the RSS comparison.
+peak RSS, and the CPU's bf16 flags. Both sides' modules are byte-compiled first, as Python does by default: where
+PYTHONDONTWRITEBYTECODE is set, compiling them at every import would leave a few MB of heap behind in each process and skew
+the RSS comparison.
 --full adds the loss comparison: 2000 iterations, 3 seeds each side, val loss at the end (nanoGPT's estimate: 200 batches)
 and each run's wall time.
 """
@@ -129,9 +129,8 @@ def main():
     ap.add_argument('--out', type=Path, help='write the results as JSON here')
     a = ap.parse_args()
     if not (a.nanogpt / 'train.py').is_file(): sys.exit(f"error: --nanogpt {a.nanogpt} holds no train.py (a nanoGPT checkout?)")
-    dtypes = a.dtypes
     env = {**os.environ, 'OMP_NUM_THREADS': str(a.threads), 'WANDB_MODE': 'disabled'}
-    sides = ['nanogpt', *(f'nanoformer-{d}' for d in dtypes)]
+    sides = ['nanogpt', *(f'nanoformer-{d}' for d in a.dtypes)]
     res = dict(threads=a.threads, iters=a.iters, cpu_bf16=cpu_bf16_flags(), sides=sides, rounds=[])
     with tempfile.TemporaryDirectory() as tmp:
         dst = prepare(a.nanogpt, Path(tmp))

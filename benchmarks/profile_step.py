@@ -14,7 +14,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from nanogpt_vs import dtype_list
+from nanogpt_vs import dtype_list, nanoformer_config
 CHILD = '''
 import json, sys
 sys.path.insert(0, {here!r})
@@ -40,7 +40,6 @@ def main():
     a = ap.parse_args()
     env = {**os.environ, 'OMP_NUM_THREADS': str(a.threads), 'WANDB_MODE': 'disabled'}
     from nanoformer.model import estimate
-    from nanogpt_vs import nanoformer_config
     tc, mc = nanoformer_config(1)
     gflop = estimate(mc)['flops_per_token'] * tc.batch_size * mc.block_size / 1e9
     prof = {}
