@@ -85,21 +85,21 @@ def nanoformer_config(iters: int, seed: int = 0, eval_iters: int = 20, **train):
 
 NANOFORMER = textwrap.dedent('''
     import json, sys, tempfile
-    sys.path.insert(0, %r)
-    from nanogpt_vs import nanoformer_config
-    from nanoformer.train import train
-    iters, seed, eval_iters, dtype = *map(int, sys.argv[1:4]), sys.argv[4]
+    from nanoformer.config import ModelConfig
+    from nanoformer.train import TrainConfig, train
+    train_kw, model_kw = map(json.loads, sys.argv[1:3])
     with tempfile.TemporaryDirectory() as runs:
-        tc, mc = nanoformer_config(iters, seed, eval_iters, out_dir=runs, dtype=dtype)
-        res = train(tc, mc)
+        res = train(TrainConfig(**train_kw, out_dir=runs), ModelConfig(**model_kw))
         rows = [json.loads(l) for l in open(f'{runs}/bench/metrics.jsonl')]
     print(json.dumps(dict(ms=[1000 * 12 * 64 / r['tokens_per_s'] for r in rows if 'tokens_per_s' in r and r['step'] > %d],
                           val_loss=res['val_loss'])))
-''' % (str(Path(__file__).resolve().parent), WARM))
+''' % WARM)  # the configs come as JSON, so the child imports nanoformer alone, not this script and its modules
 
 
 def nanoformer(iters: int, env: dict, seed: int = 0, eval_iters: int = 20, dtype: str = 'float32') -> dict:
-    out, rss, secs = run([sys.executable, '-c', NANOFORMER, str(iters), str(seed), str(eval_iters), dtype], Path.cwd(), env)
+    tc, mc = nanoformer_config(iters, seed, eval_iters, dtype=dtype)
+    train_kw = {k: v for k, v in tc.to_dict().items() if k != 'out_dir'}
+    out, rss, secs = run([sys.executable, '-c', NANOFORMER, json.dumps(train_kw), json.dumps(mc.to_dict())], Path.cwd(), env)
     res = json.loads(out.strip().splitlines()[-1])
     return dict(ms=statistics.median(res['ms']), rss_mb=rss, val_loss=res['val_loss'], seconds=secs)
 

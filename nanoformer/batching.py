@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 from .config import check
-from .data import BATCHERS, Batcher, PackedChunks
+from .data import BATCHERS, Batcher, PackedChunks, read_spans
 
 # %% auto #0
 __all__ = ['doc_segments', 'bucket_lengths', 'BucketedDocs', 'PackedDocs']
@@ -75,9 +75,8 @@ class BucketedDocs(Batcher):
         T = int(self.bucket_len[self.piece_bucket[batch[0]]])
         x = np.zeros((len(batch), T), dtype=np.int64)
         y = np.full((len(batch), T), -100, dtype=np.int64)
-        for r, p in enumerate(batch):
-            s, n = self.piece_start[p], self.piece_len[p]
-            w = self.tokens[s:s + n + 1]
+        for r, (p, w) in enumerate(zip(batch, read_spans(self.tokens, self.piece_start[batch], self.piece_len[batch] + 1))):
+            n = self.piece_len[p]
             x[r, :n], y[r, :n] = w[:-1], w[1:]
         return torch.from_numpy(x), torch.from_numpy(y)
 

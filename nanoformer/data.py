@@ -4,7 +4,7 @@
 
 # %% ../nbs/04_data.ipynb #f27611a0
 from __future__ import annotations
-import os, sys, gzip, json, math, zlib, shutil, socket, hashlib, logging, secrets, sysconfig, tempfile, contextlib, urllib.parse, urllib.request
+import os, sys, gzip, json, math, mmap, zlib, shutil, socket, hashlib, logging, secrets, sysconfig, tempfile, contextlib, urllib.parse, urllib.request
 from importlib import resources
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +18,7 @@ from .config import NanoformerError, check, Registry
 __all__ = ['SHAKESPEARE_URL', 'CORPORA', 'BUILTIN_DATASETS', 'TOKENIZERS', 'FORMAT_VERSION', 'BATCHERS', 'cache_root', 'Corpus',
            'corpus_text', 'load_documents', 'dataset_fingerprint', 'Tokenizer', 'ByteTokenizer', 'CharTokenizer',
            'BPETokenizer', 'PretrainedTokenizer', 'make_tokenizer', 'TokenData', 'prepare_data', 'unigram_entropy',
-           'learned_loss_bound', 'Batcher', 'RandomWindows', 'PackedChunks', 'make_batcher']
+           'learned_loss_bound', 'read_spans', 'Batcher', 'RandomWindows', 'PackedChunks', 'make_batcher']
 
 # %% ../nbs/04_data.ipynb #7736e8ae
 def cache_root(cache_dir: str | Path | None = None) -> Path:
@@ -503,6 +503,26 @@ def learned_loss_bound(ids, vocab_size: int) -> float:
     "(ln V + H₁)/2: halfway from a uniform guess over `vocab_size` tokens to the unigram entropy of `ids`."
     return (math.log(vocab_size) + unigram_entropy(ids)) / 2
 
+# %% ../nbs/04_data.ipynb #b7d0a1e2
+def _mapped_file(tokens) -> tuple[str, int] | None:
+    "The file and byte offset behind `tokens` when it is a whole 1-D `np.memmap` (a slice's `offset` still names its parent's start, so slices don't count)."
+    if hasattr(os, 'pread') and isinstance(tokens, np.memmap) and isinstance(tokens.base, mmap.mmap) and tokens.ndim == 1 and tokens.filename:
+        return os.fspath(tokens.filename), tokens.offset
+    return None
+
+def read_spans(tokens: np.ndarray, starts, lengths) -> list[np.ndarray]:
+    "`[tokens[s:s + n] for s, n in zip(starts, lengths)]` for starts in `[0, len(tokens)]`; a whole memory-mapped file is read with `os.pread`, leaving no page of it mapped."
+    if (src := _mapped_file(tokens)) is None: return [tokens[s:s + n] for s, n in zip(starts, lengths)]
+    path, offset = src
+    size, spans = tokens.itemsize, []
+    with open(path, 'rb', buffering=0) as f:
+        for s, n in zip(starts, lengths):
+            n = max(0, min(int(n), len(tokens) - int(s)))  # clipped at the end, as a slice is
+            raw = os.pread(f.fileno(), n * size, offset + int(s) * size)
+            check(len(raw) == n * size, f"{path!r} holds fewer tokens than its memory map ({len(tokens):,}): was it truncated while in use?")
+            spans.append(np.frombuffer(raw, dtype=tokens.dtype))
+    return spans
+
 # %% ../nbs/04_data.ipynb #971dede5
 BATCHERS = Registry('batching', 'BATCHERS')
 
@@ -521,7 +541,7 @@ class Batcher:
     def get(self, i: int, with_docs: bool = False):
         "Batch `i`: `(x, y)`, or `(x, y, doc_ids)` with `with_docs=True`."
         starts = self.starts(i)
-        w = np.stack([self.tokens[s:s + self.block_size + 1] for s in starts]).astype(np.int64)
+        w = np.stack(read_spans(self.tokens, starts, [self.block_size + 1] * len(starts))).astype(np.int64)
         x, y = torch.from_numpy(w[:, :-1].copy()), torch.from_numpy(w[:, 1:].copy())
         if not with_docs: return x, y
         check(self.doc_starts is not None, "with_docs=True needs the doc_starts of the split")
