@@ -22,7 +22,7 @@ the RSS comparison.
 --full adds the loss comparison: 2000 iterations, 3 seeds each side, val loss at the end (nanoGPT's estimate: 200 batches)
 and each run's wall time.
 """
-import argparse, compileall, importlib.util, json, os, pickle, re, shutil, statistics, subprocess, sys, tempfile, textwrap, time
+import argparse, compileall, importlib.util, json, os, pickle, platform, re, shutil, statistics, subprocess, sys, tempfile, textwrap, time
 from pathlib import Path
 import numpy as np
 
@@ -104,6 +104,12 @@ def nanoformer(iters: int, env: dict, seed: int = 0, eval_iters: int = 20, dtype
     return dict(ms=statistics.median(res['ms']), rss_mb=rss, val_loss=res['val_loss'], seconds=secs)
 
 
+def cpu_name() -> str:
+    "The CPU's model name (from /proc/cpuinfo where there is one)."
+    try: return next(l.split(':', 1)[1].strip() for l in open('/proc/cpuinfo') if l.startswith('model name'))
+    except (OSError, StopIteration): return platform.processor() or platform.machine()
+
+
 def cpu_bf16_flags() -> list[str]:
     "The CPU's bf16 instruction flags (amx_bf16, avx512_bf16) from /proc/cpuinfo; empty where there are none or no such file."
     try: flags = next(l for l in open('/proc/cpuinfo') if l.startswith('flags')).split()
@@ -131,7 +137,7 @@ def main():
     if not (a.nanogpt / 'train.py').is_file(): sys.exit(f"error: --nanogpt {a.nanogpt} holds no train.py (a nanoGPT checkout?)")
     env = {**os.environ, 'OMP_NUM_THREADS': str(a.threads), 'WANDB_MODE': 'disabled'}
     sides = ['nanogpt', *(f'nanoformer-{d}' for d in a.dtypes)]
-    res = dict(threads=a.threads, iters=a.iters, cpu_bf16=cpu_bf16_flags(), sides=sides, rounds=[])
+    res = dict(threads=a.threads, iters=a.iters, machine=f'{cpu_name()}, {os.cpu_count()} cores', cpu_bf16=cpu_bf16_flags(), sides=sides, rounds=[])
     with tempfile.TemporaryDirectory() as tmp:
         dst = prepare(a.nanogpt, Path(tmp))
         package = Path(importlib.util.find_spec('nanoformer').origin).parent

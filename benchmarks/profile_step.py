@@ -9,12 +9,12 @@ the unprofiled step time; time in matrix multiplies; minor page faults per step)
 step and the rate each step reaches.
 The config is nanogpt_vs.py's: char tinyshakespeare, 4 layers, 4 heads, d_model 128, block 64, batch 12.
 """
-import argparse, json, os, platform, statistics, subprocess, sys
+import argparse, json, os, statistics, subprocess, sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from nanogpt_vs import dtype_list, nanoformer_config
+from nanogpt_vs import cpu_name, dtype_list, nanoformer_config
 CHILD = '''
 import json, sys
 sys.path.insert(0, {here!r})
@@ -23,11 +23,6 @@ from nanogpt_vs import nanoformer_config
 tc, mc = nanoformer_config(1, dtype={dtype!r})
 print(json.dumps(profile_steps(tc, mc, steps={steps})))
 '''
-
-
-def cpu_name() -> str:
-    try: return next(l.split(':', 1)[1].strip() for l in open('/proc/cpuinfo') if l.startswith('model name'))
-    except (OSError, StopIteration): return platform.processor() or platform.machine()
 
 
 def main():
