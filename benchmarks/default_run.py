@@ -1,6 +1,6 @@
 """The README's first command, timed: `nanoformer_train --run_name first` with every default, then its sample.
 
-    OMP_NUM_THREADS= python benchmarks/default_run.py [--out results/default_run.json]
+    env -u OMP_NUM_THREADS python benchmarks/default_run.py [--out results/default_run.json]
 
 Runs in a fresh temporary folder (its own token cache too, so tokenizing the corpus is part of the time, as for a
 new user), and prints (and with --out stores) wall-clock seconds, the final validation loss, peak memory, and
@@ -9,7 +9,11 @@ temperature 0.8, with `--seed 0` so that the stored sample can be reproduced). T
 """
 import argparse, json, os, platform, resource, shutil, subprocess, sys, tempfile, time
 from datetime import date
+from pathlib import Path
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from nanogpt_vs import cpu_name
 
 PROMPT = 'def '
 
@@ -31,7 +35,7 @@ def main():
     out = dict(command='nanoformer_train --run_name first', seconds=round(seconds, 1), final_val_loss=round(val[-1], 4),
                peak_rss_mb=round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024), sample_prompt=PROMPT,
                sample=sample, sample_seed=0, cpus=os.cpu_count(), torch_threads=torch.get_num_threads(), torch=torch.__version__,
-               python=platform.python_version(), machine=platform.machine(), date=date.today().isoformat())
+               python=platform.python_version(), machine=platform.machine(), cpu=cpu_name(), date=date.today().isoformat())
     print(json.dumps(out, indent=1))
     if a.out: open(a.out, 'w').write(json.dumps(out, indent=1) + '\n')
 
