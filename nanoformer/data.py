@@ -504,23 +504,26 @@ def learned_loss_bound(ids, vocab_size: int) -> float:
     return (math.log(vocab_size) + unigram_entropy(ids)) / 2
 
 # %% ../nbs/04_data.ipynb #b7d0a1e2
-def _mapped_file(tokens) -> tuple[str, int] | None:
-    "The file and byte offset behind `tokens` when it is a whole 1-D `np.memmap` (a slice's `offset` still names its parent's start, so slices don't count)."
-    if hasattr(os, 'pread') and isinstance(tokens, np.memmap) and isinstance(tokens.base, mmap.mmap) and tokens.ndim == 1 and tokens.filename:
-        return os.fspath(tokens.filename), tokens.offset
-    return None
+def _token_file(tokens):
+    """The open file behind `tokens` when it is a whole 1-D `np.memmap` (a slice's `offset` still names its parent's start, so slices
+    don't count), else None. The file is opened at the first read and kept with the array, so later reads find the file it maps
+    even if its path has been removed since (a cleared cache)."""
+    if not (hasattr(os, 'pread') and isinstance(tokens, np.memmap) and isinstance(tokens.base, mmap.mmap) and tokens.ndim == 1 and tokens.filename):
+        return None
+    if (f := tokens.__dict__.get('_pread_file')) is None:
+        try: f = tokens._pread_file = open(tokens.filename, 'rb', buffering=0)
+        except OSError: return None  # gone before the first read: slice the map, which still holds it
+    return f
 
 def read_spans(tokens: np.ndarray, starts, lengths) -> list[np.ndarray]:
     "`[tokens[s:s + n] for s, n in zip(starts, lengths)]` for starts in `[0, len(tokens)]`; a whole memory-mapped file is read with `os.pread`, leaving no page of it mapped."
-    if (src := _mapped_file(tokens)) is None: return [tokens[s:s + n] for s, n in zip(starts, lengths)]
-    path, offset = src
+    if (f := _token_file(tokens)) is None: return [tokens[s:s + n] for s, n in zip(starts, lengths)]
     size, spans = tokens.itemsize, []
-    with open(path, 'rb', buffering=0) as f:
-        for s, n in zip(starts, lengths):
-            n = max(0, min(int(n), len(tokens) - int(s)))  # clipped at the end, as a slice is
-            raw = os.pread(f.fileno(), n * size, offset + int(s) * size)
-            check(len(raw) == n * size, f"{path!r} holds fewer tokens than its memory map ({len(tokens):,}): was it truncated while in use?")
-            spans.append(np.frombuffer(raw, dtype=tokens.dtype))
+    for s, n in zip(starts, lengths):
+        n = max(0, min(int(n), len(tokens) - int(s)))  # clipped at the end, as a slice is
+        raw = os.pread(f.fileno(), n * size, tokens.offset + int(s) * size)
+        check(len(raw) == n * size, f"{tokens.filename!r} holds fewer tokens than its memory map ({len(tokens):,}): was it truncated while in use?")
+        spans.append(np.frombuffer(raw, dtype=tokens.dtype))
     return spans
 
 # %% ../nbs/04_data.ipynb #971dede5
