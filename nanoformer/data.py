@@ -4,7 +4,7 @@
 
 # %% ../nbs/04_data.ipynb #f27611a0
 from __future__ import annotations
-import os, sys, gzip, json, math, mmap, zlib, shutil, socket, hashlib, logging, secrets, sysconfig, tempfile, contextlib, urllib.parse, urllib.request
+import os, sys, gzip, json, math, mmap, zlib, shutil, socket, hashlib, logging, secrets, sysconfig, tempfile, weakref, contextlib, urllib.parse, urllib.request
 from importlib import resources
 from dataclasses import dataclass
 from pathlib import Path
@@ -415,9 +415,17 @@ def _crc32(path: Path, chunk: int = 1 << 24) -> int:
         while block := f.read(chunk): crc = zlib.crc32(block, crc)
     return crc
 
+def _keep_open(tokens: np.memmap, f) -> np.memmap:
+    "Keep `f`, the file `tokens` maps, with the array, closing it when the array goes."
+    tokens._pread_file = f
+    weakref.finalize(tokens, f.close)
+    return tokens
+
 def _memmap(path: Path, dtype) -> np.ndarray:
-    "A read-only memmap; numpy cannot map an empty file, so an empty split is a plain empty array."
-    return np.memmap(path, dtype=dtype, mode='r') if path.stat().st_size else np.zeros(0, dtype=dtype)
+    "A read-only memmap, mapped from a file it keeps open for `read_spans`; numpy cannot map an empty file, so an empty split is a plain empty array."
+    if not path.stat().st_size: return np.zeros(0, dtype=dtype)
+    f = open(path, 'rb', buffering=0)
+    return _keep_open(np.memmap(f, dtype=dtype, mode='r'), f)
 
 _checked: dict[Path, tuple] = {}  # stores found whole in this process, by the sizes and times of their files
 
@@ -505,13 +513,14 @@ def learned_loss_bound(ids, vocab_size: int) -> float:
 
 # %% ../nbs/04_data.ipynb #b7d0a1e2
 def _token_file(tokens):
-    """The open file behind `tokens` when it is a whole 1-D `np.memmap` (a slice's `offset` still names its parent's start, so slices
-    don't count), else None. The file is opened at the first read and kept with the array, so later reads find the file it maps
-    even if its path has been removed since (a cleared cache)."""
-    if not (hasattr(os, 'pread') and isinstance(tokens, np.memmap) and isinstance(tokens.base, mmap.mmap) and tokens.ndim == 1 and tokens.filename):
-        return None
+    """The open file behind `tokens` when it is a whole 1-D `np.memmap` that reads what its file holds, else None. A slice doesn't
+    count (its `offset` still names its parent's start), nor does a copy-on-write map (`mode='c'`: its changes are not in the file).
+    A store's split keeps the file it was mapped from (`_memmap`); another map opens its file at the first read and keeps it, so
+    later reads find that file even after its path is removed (a cleared cache)."""
+    if not (hasattr(os, 'pread') and isinstance(tokens, np.memmap) and isinstance(tokens.base, mmap.mmap) and tokens.ndim == 1
+            and tokens.mode != 'c' and tokens.filename): return None
     if (f := tokens.__dict__.get('_pread_file')) is None:
-        try: f = tokens._pread_file = open(tokens.filename, 'rb', buffering=0)
+        try: f = _keep_open(tokens, open(tokens.filename, 'rb', buffering=0))._pread_file
         except OSError: return None  # gone before the first read: slice the map, which still holds it
     return f
 
@@ -520,6 +529,7 @@ def read_spans(tokens: np.ndarray, starts, lengths) -> list[np.ndarray]:
     if (f := _token_file(tokens)) is None: return [tokens[s:s + n] for s, n in zip(starts, lengths)]
     size, spans = tokens.itemsize, []
     for s, n in zip(starts, lengths):
+        check(s >= 0, f"read_spans: start {s} is negative; starts must be in [0, {len(tokens):,}]")
         n = max(0, min(int(n), len(tokens) - int(s)))  # clipped at the end, as a slice is
         raw = os.pread(f.fileno(), n * size, tokens.offset + int(s) * size)
         check(len(raw) == n * size, f"{tokens.filename!r} holds fewer tokens than its memory map ({len(tokens):,}): was it truncated while in use?")
