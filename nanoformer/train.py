@@ -40,7 +40,7 @@ class TrainConfig(ConfigMixin):
     batching: str = opt('random', "'random' windows (nanoGPT) or 'packed' documents (NanoDO)", choices=BATCHERS)
     batch_size: int = opt(8, "sequences per micro-batch", ge=1)
     gradient_accumulation_steps: int = opt(1, "micro-batches per optimizer step", aliases=('grad_accum',), ge=1)
-    max_steps: int = opt(1000, "optimizer steps (unless num_epochs or tokens_per_param is set)", aliases=('max_iters',), ge=1)
+    max_steps: int = opt(900, "optimizer steps (unless num_epochs or tokens_per_param is set)", aliases=('max_iters',), ge=1)
     num_epochs: float | None = opt(None, "passes over the training tokens (sets max_steps)", gt=0)
     tokens_per_param: float | None = opt(None, "train on this many tokens per parameter (20 ≈ Chinchilla-optimal; sets max_steps)", gt=0)
     batch_tokens: int | None = opt(None, "length-bucketed batching: tokens per micro-batch (padding included) instead of batch_size sequences", ge=1)
