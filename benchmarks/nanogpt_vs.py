@@ -104,16 +104,21 @@ def nanoformer(iters: int, env: dict, seed: int = 0, eval_iters: int = 20, dtype
     return dict(ms=statistics.median(res['ms']), rss_mb=rss, val_loss=res['val_loss'], seconds=secs)
 
 
+def _cpuinfo(key: str) -> str | None:
+    "The value of the first `key` line of /proc/cpuinfo, or None where there is no such line or file."
+    try:
+        with open('/proc/cpuinfo') as f: return next((l.split(':', 1)[1].strip() for l in f if l.startswith(key)), None)
+    except OSError: return None
+
+
 def cpu_name() -> str:
     "The CPU's model name (from /proc/cpuinfo where there is one)."
-    try: return next(l.split(':', 1)[1].strip() for l in open('/proc/cpuinfo') if l.startswith('model name'))
-    except (OSError, StopIteration): return platform.processor() or platform.machine()
+    return _cpuinfo('model name') or platform.processor() or platform.machine()
 
 
 def cpu_bf16_flags() -> list[str]:
     "The CPU's bf16 instruction flags (amx_bf16, avx512_bf16) from /proc/cpuinfo; empty where there are none or no such file."
-    try: flags = next(l for l in open('/proc/cpuinfo') if l.startswith('flags')).split()
-    except (OSError, StopIteration): return []
+    flags = (_cpuinfo('flags') or '').split()
     return [f for f in ('amx_bf16', 'avx512_bf16') if f in flags]
 
 
